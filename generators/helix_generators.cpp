@@ -1,0 +1,214 @@
+// The helix generators: one per exported operation. Each wires its inputs and outputs to
+// the mathematics of rope_algorithm.h and hands its Funcs to a schedule of schedules.h.
+//
+// Buffers are in Halide order, innermost first, with a feature row viewed as (jj, half):
+//   tables  (N, dim)          -> (jj, half, n)
+//   tensors (b, h, n, dim)    -> (jj, half, n, h, b)   (missing leading dims have extent 1)
+// Every dimension starts at 0 and jj is dense (stride 1); other strides are free, so
+// non-contiguous views run without copies.
+#include "rope_algorithm.h"
+#include "schedules.h"
+
+namespace helix::gen {
+namespace {
+
+using namespace Halide;
+
+template <typename T>
+void dense_rows(T &buf, int dims) {
+    buf.dim(0).set_min(0).set_stride(1);
+    buf.dim(1).set_bounds(0, 2);
+    for (int d = 2; d < dims; d++) buf.dim(d).set_min(0);
+}
+
+// Estimates for the autoschedulers: the prefill shape of SPEC section 5, (1, 32, 4096, 128).
+constexpr int kEstRows = 4096, kEstHalfDim = 64, kEstHeads = 32;
+
+template <typename T>
+void estimate_tensor(T &buf) {
+    buf.set_estimates({{0, kEstHalfDim}, {0, 2}, {0, kEstRows}, {0, kEstHeads}, {0, 1}});
+}
+
+template <typename T>
+void estimate_table(T &buf) {
+    buf.set_estimates({{0, kEstHalfDim}, {0, 2}, {0, kEstRows}});
+}
+
+// Sinusoidal angle table (and, with xpos, the xPos scale table) of Zeta's
+// SinusoidalEmbeddings, for rows [start, start + rows) of a table of seq_len positions.
+class SinusoidalTable : public Generator<SinusoidalTable> {
+public:
+    GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<bool> xpos{"xpos", false};
+
+    Input<float> theta{"theta"};
+    Input<int32_t> seq_len{"seq_len"};  // N: xPos centres positions at N // 2
+    Input<int32_t> start{"start"};      // position of the first row produced
+    Input<float> *scale_base = nullptr;  // xpos only
+    Output<Buffer<float, 3>> freqs{"freqs"};
+    Output<Buffer<float, 3>> *scale = nullptr;  // xpos only
+
+    void configure() {
+        if (xpos) {
+            scale_base = add_input<float>("scale_base");
+            scale = add_output<Buffer<float, 3>>("scale");
+        }
+    }
+
+    void generate() {
+        Expr dim = 2 * freqs.dim(0).extent();
+        Expr position = start + v.n;
+        inv_freq_(v.jj) = inv_freq(v.jj, dim, theta);
+        angle_(v.jj, v.n) = cast<float>(position) * inv_freq_(v.jj);
+        freqs(v.jj, v.half, v.n) = angle_(v.jj, v.n);
+        if (xpos) {
+            log2_zeta_(v.jj) = log2_f64(xpos_zeta(v.jj, dim));
+            scale_row_(v.jj, v.n) = xpos_scale(log2_zeta_(v.jj), xpos_power(position, seq_len, *scale_base));
+            (*scale)(v.jj, v.half, v.n) = scale_row_(v.jj, v.n);
+        }
+    }
+
+    void schedule() {
+        dense_rows(freqs, 3);
+        theta.set_estimate(10000.0f);
+        seq_len.set_estimate(kEstRows);
+        start.set_estimate(0);
+        estimate_table(freqs);
+        if (xpos) {
+            dense_rows(*scale, 3);
+            scale_base->set_estimate(512.0f);
+            estimate_table(*scale);
+        }
+        if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
+        // Per-frequency constants: H values, computed once.
+        inv_freq_.compute_root();
+        cpu::table(freqs, angle_, v, get_target());
+        if (xpos) {
+            log2_zeta_.compute_root();
+            cpu::table(*scale, scale_row_, v, get_target());
+        }
+    }
+
+private:
+    Vars v;
+    Func inv_freq_{"inv_freq"}, angle_{"angle"}, log2_zeta_{"log2_zeta"}, scale_row_{"scale_row"};
+};
+
+// Zeta's rotate_half: (x1, x2) -> (-x2, x1) on the last dimension.
+class RotateHalf : public Generator<RotateHalf> {
+public:
+    GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<Type> element_type{"element_type", Float(32)};
+
+    Input<Buffer<>> *x = nullptr;
+    Output<Buffer<>> *out = nullptr;
+
+    void configure() {
+        x = add_input<Buffer<>>("x", element_type, 5);
+        out = add_output<Buffer<>>("out", element_type, 5);
+    }
+
+    void generate() {
+        Expr partner = (*x)(v.jj, 1 - v.half, v.n, v.h, v.b);
+        (*out)(v.jj, v.half, v.n, v.h, v.b) = select(v.half == 0, -partner, partner);
+    }
+
+    void schedule() {
+        dense_rows(*x, 5);
+        dense_rows(*out, 5);
+        estimate_tensor(*x);
+        estimate_tensor(*out);
+        if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
+        cpu::rows(*out, v, get_target());
+    }
+
+private:
+    Vars v;
+};
+
+// Zeta's apply_rotary_pos_emb(q, k, freqs, scale):
+//   q' = q cos(fq) sq + rotate_half(q) sin(fq) sq   on the last Lq rows of the tables,
+//   k' = k cos(f) / s + rotate_half(k) sin(f) / s   on all N rows,
+// with s the xPos scale table (scale_table=true) or a scalar (scale_table=false; 1 = none).
+// q and k have their own leading dimensions (heads, batches), e.g. fewer key heads (GQA).
+class ApplyRotary : public Generator<ApplyRotary> {
+public:
+    GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<Type> element_type{"element_type", Float(32)};
+    GeneratorParam<bool> scale_table{"scale_table", true};
+
+    Input<Buffer<>> *q = nullptr, *k = nullptr;
+    Input<Buffer<float, 3>> *freqs = nullptr;
+    Input<Buffer<float, 3>> *scale = nullptr;  // scale_table
+    Input<float> *scale_value = nullptr;       // !scale_table
+    Output<Buffer<>> *q_out = nullptr, *k_out = nullptr;
+
+    void configure() {
+        q = add_input<Buffer<>>("q", element_type, 5);
+        k = add_input<Buffer<>>("k", element_type, 5);
+        freqs = add_input<Buffer<float, 3>>("freqs");
+        if (scale_table) {
+            scale = add_input<Buffer<float, 3>>("scale");
+        } else {
+            scale_value = add_input<float>("scale");
+        }
+        q_out = add_output<Buffer<>>("q_out", element_type, 5);
+        k_out = add_output<Buffer<>>("k_out", element_type, 5);
+    }
+
+    void generate() {
+        Expr s = scale_table ? Expr((*scale)(v.jj, v.half, v.n)) : Expr(*scale_value);
+        Tuple cs = cos_sin((*freqs)(v.jj, v.half, v.n));
+        q_coef_(v.jj, v.half, v.n) = {cs[0] * s, cs[1] * s};
+        k_coef_(v.jj, v.half, v.n) = {cs[0] / s, cs[1] / s};
+        // Queries are right-aligned to the table (the KV-cache convention).
+        Expr q_first_row = freqs->dim(2).extent() - q->dim(2).extent();
+        rotate(*q, q_coef_, q_first_row, *q_out);
+        rotate(*k, k_coef_, 0, *k_out);
+    }
+
+    void schedule() {
+        for (auto *buf : {q, k}) {
+            dense_rows(*buf, 5);
+            estimate_tensor(*buf);
+        }
+        for (auto *buf : {q_out, k_out}) {
+            dense_rows(*buf, 5);
+            estimate_tensor(*buf);
+        }
+        // freqs is dense; scale may broadcast (stride 0) over rows or features.
+        dense_rows(*freqs, 3);
+        estimate_table(*freqs);
+        if (scale_table) {
+            for (int d = 0; d < 3; d++) scale->dim(d).set_min(0);
+            estimate_table(*scale);
+        } else {
+            scale_value->set_estimate(1.0f);
+        }
+        if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
+        cpu::rotary_stream(*q_out, q_coef_, v, get_target());
+        cpu::rotary_stream(*k_out, k_coef_, v, get_target());
+    }
+
+private:
+    Vars v;
+    Func q_coef_{"q_coef"}, k_coef_{"k_coef"};
+
+    // out = x * c + rotate_half(x) * s, with (c, s) = coef at table row first_row + n;
+    // math in float32 whatever the storage type.
+    void rotate(Input<Buffer<>> &x, Func coef, Expr first_row, Output<Buffer<>> &out) {
+        Expr row = first_row + v.n;
+        Expr self = cast<float>(x(v.jj, v.half, v.n, v.h, v.b));
+        Expr partner = cast<float>(x(v.jj, 1 - v.half, v.n, v.h, v.b));
+        Expr rotated = select(v.half == 0, -partner, partner);
+        out(v.jj, v.half, v.n, v.h, v.b) =
+            cast(element_type, self * coef(v.jj, v.half, row)[0] + rotated * coef(v.jj, v.half, row)[1]);
+    }
+};
+
+}  // namespace
+}  // namespace helix::gen
+
+HALIDE_REGISTER_GENERATOR(helix::gen::SinusoidalTable, sinusoidal_table)
+HALIDE_REGISTER_GENERATOR(helix::gen::RotateHalf, rotate_half)
+HALIDE_REGISTER_GENERATOR(helix::gen::ApplyRotary, apply_rotary)

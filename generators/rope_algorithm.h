@@ -1,0 +1,89 @@
+// The mathematics of helix, stated once. Every generator builds its Funcs from these
+// helpers; schedules live apart (schedule_cpu.h) and never change what is computed.
+//
+// Layout convention inside the generators: a feature row of width d = 2H is viewed as
+// (jj, half) with jj in [0, H) and half in {0, 1}, so feature j = jj + half * H (the
+// half-split "NeoX" pairing of SPEC section 1). The runtime makes that view of the caller's
+// memory without copying; the partner of (jj, half) is (jj, 1 - half), so the rotation
+// needs no modulo and no out-of-range indices, and vectorizes along jj.
+#pragma once
+
+#include "Halide.h"
+
+namespace helix::gen {
+
+using Halide::cast;
+using Halide::Expr;
+using Halide::Float;
+using Halide::Int;
+using Halide::select;
+using Halide::Tuple;
+
+inline Expr f64(double v) { return Halide::Internal::make_const(Float(64), v); }
+
+// inv_freq[jj] = 1 / theta^(2 jj / dim), as PyTorch evaluates
+// 1.0 / (theta ** (arange(0, dim, 2).float() / dim)) in float32: a float32 exponent, a
+// float32 power (here the correctly rounded one, via double) and a float32 reciprocal.
+inline Expr inv_freq(Expr jj, Expr dim, Expr theta) {
+    Expr exponent = cast<float>(2 * jj) / cast<float>(dim);
+    Expr power = cast<float>(Halide::pow(cast<double>(theta), cast<double>(exponent)));
+    return 1.0f / power;
+}
+
+// The xPos base per frequency, zeta[jj] = (2 jj + 0.4 dim) / (1.4 dim), in float32 with the
+// constants rounded from double as PyTorch rounds its Python-float scalars.
+inline Expr xpos_zeta(Expr jj, Expr dim) {
+    Expr d = cast<double>(dim);
+    return (cast<float>(2 * jj) + cast<float>(f64(0.4) * d)) / cast<float>(f64(1.4) * d);
+}
+
+// xPos power of table row t: (t - N // 2) / scale_base, in float32 (Zeta's formula).
+inline Expr xpos_power(Expr t, Expr seq_len, Expr scale_base) {
+    return (cast<float>(t) - cast<float>(seq_len / 2)) / scale_base;
+}
+
+// 2^x in double, vectorizable (Halide's pow/exp call libm once per lane). Degree-10
+// polynomial on [-1/2, 1/2]: relative error < 1e-11, far below the float32 result's ulp.
+// x is clamped to +-200, beyond which the float32 result is 0 or inf anyway.
+inline Expr exp2_f64(Expr x) {
+    x = Halide::clamp(x, f64(-200.0), f64(200.0));
+    Expr k = Halide::round(x);
+    Expr f = (x - k) * f64(0.69314718055994530942);  // f * ln 2, |f| <= 0.347
+    Expr p = f64(1.0 / 3628800.0);
+    const double inv_fact[] = {1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+                               1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    for (double c : inv_fact) p = p * f + f64(c);
+    Expr two_k = Halide::reinterpret(Float(64), cast<int64_t>(k + f64(1023.0)) << 52);
+    return p * two_k;
+}
+
+// zeta^power to within one float32 ulp: the product power * log2(zeta) is formed in
+// double, since float32 alone loses up to ~80 ulp at long positions (SPEC section 4).
+inline Expr xpos_scale(Expr log2_zeta_f64, Expr power) {
+    return cast<float>(exp2_f64(cast<double>(power) * log2_zeta_f64));
+}
+
+inline Expr log2_f64(Expr x) { return Halide::log(cast<double>(x)) * f64(1.4426950408889634074); }
+
+// (cos a, sin a) of a float32 angle, vectorizable and accurate for |a| up to ~2^30:
+// the quadrant reduction a - k pi/2 is done in double (exact enough for any table angle),
+// the polynomials in float32 on [-pi/4, pi/4] (Cephes sinf/cosf coefficients, < 1e-7 error).
+inline Tuple cos_sin(Expr angle) {
+    Expr a = cast<double>(angle);
+    Expr k = Halide::round(a * f64(0.63661977236758134308));  // 2 / pi
+    Expr r = cast<float>(a - k * f64(1.57079632679489661923));
+    Expr quadrant = cast<int>(k) & 3;
+    Expr z = r * r;
+    Expr sin_r = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
+    Expr cos_r = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
+                 0.5f * z + 1.0f;
+    // a = k pi/2 + r: rotate (cos r, sin r) by the quadrant.
+    Expr c = select(quadrant == 0, cos_r, quadrant == 1, -sin_r, quadrant == 2, -cos_r, sin_r);
+    Expr s = select(quadrant == 0, sin_r, quadrant == 1, cos_r, quadrant == 2, -sin_r, -cos_r);
+    return {c, s};
+}
+
+// rotate_half on the (jj, half) view: (x1, x2) -> (-x2, x1).
+inline Expr rotate_half_sign(Expr half) { return select(half == 0, -1.0f, 1.0f); }
+
+}  // namespace helix::gen

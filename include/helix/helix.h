@@ -1,0 +1,155 @@
+// helix: sinusoidal and rotary positional embeddings (RoPE), with the semantics of Zeta's
+// SinusoidalEmbeddings, rotate_half and apply_rotary_pos_emb, on AOT-compiled Halide kernels.
+//
+// Shapes are written outermost first, as PyTorch writes them: (b, h, n, d) has d contiguous.
+// Every function checks its arguments and throws helix::Error naming the argument, what was
+// expected and what was given; nothing is written to an output when a check fails.
+// This header needs only Halide's runtime headers (HalideBuffer.h, HalideRuntime.h).
+#pragma once
+
+#include <HalideBuffer.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace helix {
+
+// Every rejected input and every error reported by the Halide runtime.
+class Error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Storage types a Tensor can hold. Kernels compute in float32 and exist for the types
+// listed by kernel_element_types(); the others are rejected by the operations.
+enum class DType { Float32, Float16, BFloat16 };
+
+std::string to_string(DType dtype);
+
+// The element types this build has kernels for (tables are always float32).
+std::vector<DType> kernel_element_types();
+
+// A strided n-dimensional array on the host, backed by a Halide::Runtime::Buffer.
+// Copies are shallow (like torch.Tensor handles): views share memory with their source.
+class Tensor {
+public:
+    Tensor() = default;
+
+    // Owning, contiguous, zero-filled. Shape outermost first: {b, h, n, d}.
+    explicit Tensor(const std::vector<int64_t> &shape, DType dtype = DType::Float32);
+
+    // A view of caller memory, which must outlive the tensor. Strides are in elements,
+    // outermost first; empty means contiguous.
+    static Tensor wrap(void *data, const std::vector<int64_t> &shape, const std::vector<int64_t> &strides = {},
+                       DType dtype = DType::Float32);
+
+    // To and from Halide buffers (dimension 0 of a Halide buffer is the innermost,
+    // i.e. the reverse of the shape). Both share memory.
+    static Tensor from_halide(const Halide::Runtime::Buffer<> &buffer);
+    const Halide::Runtime::Buffer<> &to_halide() const { return buffer_; }
+
+    bool defined() const { return buffer_.dimensions() > 0 || buffer_.data() != nullptr; }
+    int rank() const { return buffer_.dimensions(); }
+    int64_t size(int dim) const;    // negative dims count from the end
+    int64_t stride(int dim) const;  // in elements
+    std::vector<int64_t> shape() const;
+    std::vector<int64_t> strides() const;
+    int64_t numel() const;
+    DType dtype() const;
+    void *data() const { return buffer_.data(); }
+    bool is_contiguous() const;
+
+    // Views, as in PyTorch.
+    Tensor narrow(int dim, int64_t start, int64_t length) const;
+    Tensor transpose(int dim0, int dim1) const;
+    // A contiguous copy.
+    Tensor contiguous() const;
+
+    // Element access for float32 tensors (tests, demos); bounds-checked.
+    float &at(std::initializer_list<int64_t> index) const;
+
+    // Shape as "(2, 3, 4)" for messages.
+    std::string shape_string() const;
+
+private:
+    explicit Tensor(Halide::Runtime::Buffer<> buffer) : buffer_(std::move(buffer)) {}
+    int checked_dim(int dim) const;
+    Halide::Runtime::Buffer<> buffer_;
+};
+
+// freqs (N, dim) and scale: (N, dim) with xPos, else a one-element tensor holding 1.
+struct RotaryTables {
+    Tensor freqs;
+    Tensor scale;
+};
+
+// Zeta's SinusoidalEmbeddings, with theta as a parameter (Zeta fixes it at 10000).
+//   inv_freq[i] = 1 / theta^(2i / dim)   (float32, as PyTorch evaluates it)
+//   freqs[n, j] = n * inv_freq[j mod dim/2]
+//   scale[n, j] = zeta[j mod dim/2] ^ ((n - N // 2) / scale_base),
+//   zeta[i] = (2i + 0.4 dim) / (1.4 dim)
+class SinusoidalEmbeddings {
+public:
+    explicit SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base = std::nullopt, bool use_xpos = false,
+                                  double theta = 10000.0);
+
+    // Tables for N = x.size(-2) positions; only x's shape is read, as in Zeta.
+    RotaryTables forward(const Tensor &x) const;
+    RotaryTables forward(int64_t seq_len) const;
+    // The same into caller tensors (freqs (N, dim); scale (N, dim) with xPos, else one
+    // element): allocates nothing.
+    void forward(int64_t seq_len, const Tensor &freqs, const Tensor &scale) const;
+    // Rows [start, start + freqs.size(0)) of the tables of a seq_len-position sequence:
+    // any window of a longer table, for example the newest rows during decoding.
+    void window(int64_t seq_len, int64_t start, const Tensor &freqs, const Tensor &scale) const;
+
+    int64_t dim() const { return dim_; }
+    double theta() const { return theta_; }
+    bool use_xpos() const { return use_xpos_; }
+    std::optional<double> scale_base() const { return scale_base_; }
+
+private:
+    int64_t dim_;
+    std::optional<double> scale_base_;
+    bool use_xpos_;
+    double theta_;
+};
+
+// The scale argument of apply_rotary_pos_emb: a table (N, dim) (rows or columns may
+// broadcast: (1, dim), (N, 1)), a scalar, a one-element tensor, or nothing (= 1).
+class Scale {
+public:
+    Scale() = default;
+    Scale(double value) : value_(value) {}
+    Scale(const Tensor &tensor) : tensor_(tensor) {}
+
+    const Tensor &tensor() const { return tensor_; }
+    double value() const { return value_; }
+
+private:
+    Tensor tensor_;
+    double value_ = 1.0;
+};
+
+// rotate_half(x) = cat(-x2, x1) on the last dimension (half-split pairing). Rank 1 to 4.
+Tensor rotate_half(const Tensor &x);
+void rotate_half(const Tensor &x, const Tensor &out);
+
+// Zeta's apply_rotary_pos_emb. q (..., Lq, d) uses the last Lq rows of freqs and scale
+// (right-aligned, the KV-cache convention); k (..., N, d) uses all N rows with 1 / scale.
+// q and k have rank 2 to 4 and their own leading dimensions. Returns (q', k').
+std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
+                                               const Scale &scale = {});
+// The same into caller tensors of q's and k's shapes, which must not overlap any input.
+void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
+                          const Tensor &q_out, const Tensor &k_out);
+
+// Threads used by the kernels (default: one per core). Returns the previous value.
+int set_num_threads(int threads);
+
+}  // namespace helix

@@ -1,0 +1,47 @@
+// The AOT kernels behind the API, as a table of function pointers: the API runs the tuned
+// set; tests and benchmarks run the same API code over other schedules (baseline, ...).
+#pragma once
+
+#include "helix/helix.h"
+
+#include <HalideRuntime.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace helix::detail {
+
+struct TypedKernels {
+    DType dtype;
+    int (*rotate_half)(const void *, halide_buffer_t *x, halide_buffer_t *out);
+    int (*apply_rotary)(const void *, halide_buffer_t *q, halide_buffer_t *k, halide_buffer_t *freqs, float scale,
+                        halide_buffer_t *q_out, halide_buffer_t *k_out);
+    int (*apply_rotary_table)(const void *, halide_buffer_t *q, halide_buffer_t *k, halide_buffer_t *freqs,
+                              halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+};
+
+struct Kernels {
+    const char *schedule;
+    int (*sinusoidal_table)(const void *, float theta, int32_t seq_len, int32_t start, halide_buffer_t *freqs);
+    int (*sinusoidal_table_xpos)(const void *, float theta, int32_t seq_len, int32_t start, float scale_base,
+                                 halide_buffer_t *freqs, halide_buffer_t *scale);
+    std::vector<TypedKernels> typed;
+
+    // The kernels for one element type, or nullptr when none were built for it.
+    const TypedKernels *find(DType dtype) const;
+};
+
+// One table per schedule built (runtime/kernel_set.cpp); the API runs the tuned one,
+// whose libraries are multi-target (dispatched on the CPU's ISA at the first call).
+const Kernels &kernels_tuned();
+const Kernels &kernels_baseline();
+inline const Kernels &tuned_kernels() { return kernels_tuned(); }
+
+// The operations of helix.h over a given kernel set.
+void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
+                       const Tensor &freqs, const Tensor &scale);
+void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out);
+void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
+                          const Scale &scale, const Tensor &q_out, const Tensor &k_out);
+
+}  // namespace helix::detail

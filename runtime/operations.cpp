@@ -1,0 +1,360 @@
+// The operations of helix.h: argument checks (SPEC section 3), the zero-copy views the
+// kernels take, and the kernel calls.
+#include "error.h"
+#include "kernels.h"
+
+#include <HalideRuntime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace helix {
+namespace detail {
+namespace {
+
+using Buffer = Halide::Runtime::Buffer<>;
+
+// ---- views --------------------------------------------------------------------------
+
+// The kernels' view of a (..., n, d) tensor: (jj, half, n, h, b, ...) with d = 2H split
+// into halves (feature j = jj + half * H), missing leading dimensions of extent 1.
+Buffer pair_view(const Tensor &t, int dims) {
+    const int rank = t.rank();
+    const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
+    const int32_t feature_stride = static_cast<int32_t>(t.stride(-1));
+    std::vector<halide_dimension_t> shape(dims);
+    shape[0] = halide_dimension_t(0, half_width, feature_stride);
+    shape[1] = halide_dimension_t(0, 2, half_width * feature_stride);
+    for (int i = 2; i < dims; i++) {
+        const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
+        shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)), static_cast<int32_t>(t.stride(dim)))
+                            : halide_dimension_t(0, 1, 0);
+    }
+    return Buffer(t.to_halide().type(), t.data(), dims, shape.data());
+}
+
+constexpr int kTensorDims = 5;  // (jj, half, n, h, b)
+constexpr int kTableDims = 3;   // (jj, half, n)
+
+// ---- checks -------------------------------------------------------------------------
+
+std::string dtype_list(const Kernels &kernels) {
+    std::string s;
+    for (const TypedKernels &t : kernels.typed) s += (s.empty() ? "" : " or ") + to_string(t.dtype);
+    return s;
+}
+
+void require_defined(const char *op, const char *name, const Tensor &t) {
+    if (!t.defined()) reject(op, name, "a defined tensor", "an undefined tensor");
+}
+
+void require_rank(const char *op, const char *name, const Tensor &t, int lo, int hi) {
+    require_defined(op, name, t);
+    if (t.rank() < lo || t.rank() > hi) {
+        const std::string expected =
+            lo == hi ? "rank " + str(lo) : "rank " + str(lo) + " to " + str(hi);
+        reject(op, name, expected, "rank " + str(t.rank()) + " with shape " + t.shape_string());
+    }
+}
+
+void require_dtype(const char *op, const char *name, const Tensor &t, DType dtype, const std::string &why) {
+    if (t.dtype() != dtype) reject(op, name, "dtype " + to_string(dtype) + why, to_string(t.dtype()));
+}
+
+const TypedKernels &require_kernels(const char *op, const char *name, const Kernels &kernels, const Tensor &t) {
+    const TypedKernels *typed = kernels.find(t.dtype());
+    if (!typed) {
+        reject(op, name, "dtype " + dtype_list(kernels) + " (the element types helix was built for)",
+               to_string(t.dtype()));
+    }
+    return *typed;
+}
+
+void require_unit_feature_stride(const char *op, const char *name, const Tensor &t) {
+    if (t.size(-1) > 1 && t.stride(-1) != 1) {
+        reject(op, name, "unit stride in the last dimension", "stride " + str(t.stride(-1)));
+    }
+}
+
+void require_shape(const char *op, const char *name, const Tensor &t, const std::vector<int64_t> &shape,
+                   const std::string &why) {
+    require_defined(op, name, t);
+    if (t.shape() != shape) {
+        std::string expected = "(";
+        for (size_t i = 0; i < shape.size(); i++) expected += (i ? ", " : "") + str(shape[i]);
+        reject(op, name, "shape " + expected + (shape.size() == 1 ? ",)" : ")") + why, t.shape_string());
+    }
+}
+
+// Byte range [lo, hi) spanned by a tensor; empty for a tensor with no elements.
+std::pair<uintptr_t, uintptr_t> span(const Tensor &t) {
+    if (!t.defined() || t.numel() == 0) return {0, 0};
+    const int64_t bytes = t.to_halide().type().bytes();
+    int64_t lo = 0, hi = 0;
+    for (int i = 0; i < t.rank(); i++) {
+        const int64_t reach = (t.size(i) - 1) * t.stride(i);
+        lo += std::min<int64_t>(reach, 0);
+        hi += std::max<int64_t>(reach, 0);
+    }
+    const auto base = reinterpret_cast<uintptr_t>(t.data());
+    return {base + lo * bytes, base + (hi + 1) * bytes};
+}
+
+bool overlap(const Tensor &a, const Tensor &b) {
+    const auto [a_lo, a_hi] = span(a);
+    const auto [b_lo, b_hi] = span(b);
+    return a_lo < a_hi && b_lo < b_hi && a_lo < b_hi && b_lo < a_hi;
+}
+
+struct Named {
+    const char *name;
+    const Tensor *tensor;
+};
+
+// Outputs are written out of place: none may share memory with an input or another output.
+void require_disjoint(const char *op, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
+    for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+        for (const Named &in : inputs) {
+            if (overlap(*out->tensor, *in.tensor)) {
+                reject(op, out->name, std::string("memory disjoint from ") + in.name + " (not in place)",
+                       std::string("a tensor overlapping ") + in.name);
+            }
+        }
+        for (auto other = std::next(out); other != outputs.end(); ++other) {
+            if (overlap(*out->tensor, *other->tensor)) {
+                reject(op, other->name, std::string("memory disjoint from ") + out->name,
+                       std::string("a tensor overlapping ") + out->name);
+            }
+        }
+    }
+}
+
+int32_t require_int32(const char *op, const char *name, int64_t value, int64_t lo) {
+    if (value < lo || value > std::numeric_limits<int32_t>::max()) {
+        reject(op, name, "a value in [" + str(lo) + ", 2^31)", str(value));
+    }
+    return static_cast<int32_t>(value);
+}
+
+template <typename F>
+void run_kernel(const char *op, F &&call) {
+    CallContext context;
+    context.check(op, call(&context));
+}
+
+}  // namespace
+
+// ---- sinusoidal tables --------------------------------------------------------------
+
+void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
+                       const Tensor &freqs, const Tensor &scale) {
+    const char *op = emb.use_xpos() ? "SinusoidalEmbeddings(use_xpos)" : "SinusoidalEmbeddings";
+    const int32_t n = require_int32(op, "seq_len", seq_len, 0);
+    const std::string width = " (dim = " + str(emb.dim()) + ")";
+    require_rank(op, "freqs", freqs, 2, 2);
+    require_dtype(op, "freqs", freqs, DType::Float32, " (tables are float32)");
+    if (freqs.size(-1) != emb.dim()) reject(op, "freqs", "last dimension " + str(emb.dim()) + width, freqs.shape_string());
+    require_unit_feature_stride(op, "freqs", freqs);
+    const int64_t rows = freqs.size(0);
+    if (start < 0 || start + rows > seq_len) {
+        reject(op, "start", "positions [start, start + rows) inside the table's range [0, " + str(seq_len) + ")",
+               "[" + str(start) + ", " + str(start + rows) + ")");
+    }
+    require_defined(op, "scale", scale);
+    require_dtype(op, "scale", scale, DType::Float32, " (tables are float32)");
+    if (emb.use_xpos()) {
+        require_shape(op, "scale", scale, freqs.shape(), " (the shape of freqs)");
+        require_unit_feature_stride(op, "scale", scale);
+    } else if (scale.numel() != 1) {
+        reject(op, "scale", "one element (no xPos: the scale is 1)", "shape " + scale.shape_string());
+    }
+    require_disjoint(op, {{"scale", &scale}}, {{"freqs", &freqs}});
+
+    if (!emb.use_xpos()) {
+        Halide::Runtime::Buffer<float>(scale.to_halide()).fill(1.0f);
+    }
+    if (rows == 0) return;
+    Buffer freqs_view = pair_view(freqs, kTableDims);
+    const float theta = static_cast<float>(emb.theta());
+    const int32_t first = static_cast<int32_t>(start);
+    if (emb.use_xpos()) {
+        Buffer scale_view = pair_view(scale, kTableDims);
+        const float scale_base = static_cast<float>(*emb.scale_base());
+        run_kernel(op, [&](void *uc) {
+            return kernels.sinusoidal_table_xpos(uc, theta, n, first, scale_base, freqs_view.raw_buffer(),
+                                                 scale_view.raw_buffer());
+        });
+    } else {
+        run_kernel(op, [&](void *uc) { return kernels.sinusoidal_table(uc, theta, n, first, freqs_view.raw_buffer()); });
+    }
+}
+
+// ---- rotate_half --------------------------------------------------------------------
+
+void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out) {
+    const char *op = "rotate_half";
+    require_rank(op, "x", x, 1, 4);
+    const TypedKernels &typed = require_kernels(op, "x", kernels, x);
+    if (x.size(-1) % 2) reject(op, "x", "an even last dimension", "shape " + x.shape_string());
+    require_unit_feature_stride(op, "x", x);
+    require_shape(op, "out", out, x.shape(), " (the shape of x)");
+    require_dtype(op, "out", out, x.dtype(), " (the dtype of x)");
+    require_unit_feature_stride(op, "out", out);
+    require_disjoint(op, {{"out", &out}}, {{"x", &x}});
+    if (x.numel() == 0) return;
+    Buffer x_view = pair_view(x, kTensorDims), out_view = pair_view(out, kTensorDims);
+    run_kernel(op, [&](void *uc) { return typed.rotate_half(uc, x_view.raw_buffer(), out_view.raw_buffer()); });
+}
+
+// ---- apply_rotary_pos_emb -----------------------------------------------------------
+
+void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
+                          const Scale &scale, const Tensor &q_out, const Tensor &k_out) {
+    const char *op = "apply_rotary_pos_emb";
+    require_rank(op, "freqs", freqs, 2, 2);
+    require_dtype(op, "freqs", freqs, DType::Float32, " (tables are float32)");
+    const int64_t rows = freqs.size(0), dim = freqs.size(1);
+    if (dim % 2) reject(op, "freqs", "an even last dimension", "shape " + freqs.shape_string());
+    require_unit_feature_stride(op, "freqs", freqs);
+    const std::string table = "(N, dim) = " + freqs.shape_string();
+
+    require_rank(op, "q", q, 2, 4);
+    const TypedKernels &typed = require_kernels(op, "q", kernels, q);
+    require_rank(op, "k", k, 2, 4);
+    require_dtype(op, "k", k, q.dtype(), " (the dtype of q)");
+    for (const Named &x : {Named{"q", &q}, Named{"k", &k}}) {
+        if (x.tensor->size(-1) != dim) {
+            reject(op, x.name, "last dimension " + str(dim) + " (the width of freqs " + table + ")",
+                   "shape " + x.tensor->shape_string());
+        }
+        require_unit_feature_stride(op, x.name, *x.tensor);
+    }
+    if (q.size(-2) > rows) {
+        reject(op, "q", "at most " + str(rows) + " rows (the length of freqs " + table + ")",
+               "shape " + q.shape_string());
+    }
+    if (k.size(-2) != rows) {
+        reject(op, "k", str(rows) + " rows (the length of freqs " + table + ")", "shape " + k.shape_string());
+    }
+
+    // scale: nothing, a number, a one-element tensor, or a table broadcastable to (N, dim).
+    const Tensor &s = scale.tensor();
+    float scale_value = static_cast<float>(scale.value());
+    bool use_table = false;
+    if (s.defined()) {
+        require_dtype(op, "scale", s, DType::Float32, " (tables are float32)");
+        if (s.numel() == 1) {
+            scale_value = *static_cast<const float *>(s.data());
+        } else if (s.rank() == 2 && (s.size(0) == rows || s.size(0) == 1) && (s.size(1) == dim || s.size(1) == 1)) {
+            use_table = true;
+        } else {
+            reject(op, "scale", "a scalar, a one-element tensor or a 2-D table broadcastable to " + table,
+                   "shape " + s.shape_string());
+        }
+    }
+
+    require_shape(op, "q_out", q_out, q.shape(), " (the shape of q)");
+    require_shape(op, "k_out", k_out, k.shape(), " (the shape of k)");
+    for (const Named &x : {Named{"q_out", &q_out}, Named{"k_out", &k_out}}) {
+        require_dtype(op, x.name, *x.tensor, q.dtype(), " (the dtype of q)");
+        require_unit_feature_stride(op, x.name, *x.tensor);
+    }
+    require_disjoint(op, {{"q_out", &q_out}, {"k_out", &k_out}},
+                     {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}});
+    if (q.numel() == 0 && k.numel() == 0) return;
+
+    Buffer q_view = pair_view(q, kTensorDims), k_view = pair_view(k, kTensorDims);
+    Buffer qo_view = pair_view(q_out, kTensorDims), ko_view = pair_view(k_out, kTensorDims);
+    Buffer f_view = pair_view(freqs, kTableDims);
+    if (use_table) {
+        // Broadcast dimensions of the scale table become stride-0 dimensions.
+        const int32_t half_width = static_cast<int32_t>(dim / 2);
+        const int32_t col = s.size(1) == 1 ? 0 : static_cast<int32_t>(s.stride(1));
+        const int32_t row = s.size(0) == 1 ? 0 : static_cast<int32_t>(s.stride(0));
+        halide_dimension_t shape[kTableDims] = {halide_dimension_t(0, half_width, col),
+                                                halide_dimension_t(0, 2, half_width * col),
+                                                halide_dimension_t(0, static_cast<int32_t>(rows), row)};
+        Buffer s_view(s.to_halide().type(), s.data(), kTableDims, shape);
+        run_kernel(op, [&](void *uc) {
+            return typed.apply_rotary_table(uc, q_view.raw_buffer(), k_view.raw_buffer(), f_view.raw_buffer(),
+                                            s_view.raw_buffer(), qo_view.raw_buffer(), ko_view.raw_buffer());
+        });
+    } else {
+        run_kernel(op, [&](void *uc) {
+            return typed.apply_rotary(uc, q_view.raw_buffer(), k_view.raw_buffer(), f_view.raw_buffer(), scale_value,
+                                      qo_view.raw_buffer(), ko_view.raw_buffer());
+        });
+    }
+}
+
+}  // namespace detail
+
+// ---- the public API over the tuned kernels ------------------------------------------
+
+SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta)
+    : dim_(dim), scale_base_(scale_base), use_xpos_(use_xpos), theta_(theta) {
+    const char *op = "SinusoidalEmbeddings";
+    if (dim <= 0 || dim % 2 || dim > std::numeric_limits<int32_t>::max()) {
+        detail::reject(op, "dim", "a positive even number", detail::str(dim));
+    }
+    if (!(theta > 0) || !std::isfinite(theta)) detail::reject(op, "theta", "a positive finite number", detail::str(theta));
+    if (use_xpos && !scale_base) {
+        detail::reject(op, "scale_base", "a value: scale_base must be set when use_xpos is true", "none");
+    }
+    if (scale_base && (!(*scale_base > 0) || !std::isfinite(*scale_base))) {
+        detail::reject(op, "scale_base", "a positive finite number", detail::str(*scale_base));
+    }
+}
+
+RotaryTables SinusoidalEmbeddings::forward(const Tensor &x) const {
+    if (!x.defined() || x.rank() < 2) {
+        detail::reject("SinusoidalEmbeddings::forward", "x", "rank >= 2 (its size(-2) is the sequence length)",
+                       x.defined() ? "rank " + detail::str(x.rank()) : "an undefined tensor");
+    }
+    return forward(x.size(-2));
+}
+
+RotaryTables SinusoidalEmbeddings::forward(int64_t seq_len) const {
+    if (seq_len < 0) detail::reject("SinusoidalEmbeddings::forward", "seq_len", "a value >= 0", detail::str(seq_len));
+    const std::vector<int64_t> table_shape{seq_len, dim_};
+    RotaryTables tables{Tensor(table_shape), Tensor(use_xpos_ ? table_shape : std::vector<int64_t>{1})};
+    forward(seq_len, tables.freqs, tables.scale);
+    return tables;
+}
+
+void SinusoidalEmbeddings::forward(int64_t seq_len, const Tensor &freqs, const Tensor &scale) const {
+    window(seq_len, 0, freqs, scale);
+}
+
+void SinusoidalEmbeddings::window(int64_t seq_len, int64_t start, const Tensor &freqs, const Tensor &scale) const {
+    detail::sinusoidal_window(detail::tuned_kernels(), *this, seq_len, start, freqs, scale);
+}
+
+Tensor rotate_half(const Tensor &x) {
+    Tensor out = x.defined() ? Tensor(x.shape(), x.dtype()) : Tensor();
+    rotate_half(x, out);
+    return out;
+}
+
+void rotate_half(const Tensor &x, const Tensor &out) { detail::rotate_half(detail::tuned_kernels(), x, out); }
+
+std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
+                                               const Scale &scale) {
+    Tensor q_out = q.defined() ? Tensor(q.shape(), q.dtype()) : Tensor();
+    Tensor k_out = k.defined() ? Tensor(k.shape(), k.dtype()) : Tensor();
+    apply_rotary_pos_emb(q, k, freqs, scale, q_out, k_out);
+    return {q_out, k_out};
+}
+
+void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
+                          const Tensor &q_out, const Tensor &k_out) {
+    detail::apply_rotary_pos_emb(detail::tuned_kernels(), q, k, freqs, scale, q_out, k_out);
+}
+
+int set_num_threads(int threads) {
+    if (threads < 1) detail::reject("set_num_threads", "threads", "a value >= 1", detail::str(threads));
+    return halide_set_num_threads(threads);
+}
+
+}  // namespace helix

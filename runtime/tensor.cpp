@@ -1,0 +1,175 @@
+#include "error.h"
+#include "helix/helix.h"
+
+#include <cstring>
+#include <limits>
+
+namespace helix {
+namespace {
+
+halide_type_t halide_type(DType dtype) {
+    switch (dtype) {
+    case DType::Float32: return halide_type_t(halide_type_float, 32);
+    case DType::Float16: return halide_type_t(halide_type_float, 16);
+    case DType::BFloat16: return halide_type_t(halide_type_bfloat, 16);
+    }
+    throw Error("helix::Tensor: unknown dtype");
+}
+
+// Halide describes buffers with int32 extents and strides.
+int32_t to_extent(const char *op, const char *what, int64_t value) {
+    if (value < 0 || value > std::numeric_limits<int32_t>::max()) {
+        detail::reject(op, what, "a size in [0, 2^31)", detail::str(value));
+    }
+    return static_cast<int32_t>(value);
+}
+
+std::vector<halide_dimension_t> halide_dims(const char *op, const std::vector<int64_t> &shape,
+                                            const std::vector<int64_t> &strides) {
+    const int rank = static_cast<int>(shape.size());
+    std::vector<halide_dimension_t> dims(rank);
+    int64_t contiguous = 1;
+    for (int i = rank - 1; i >= 0; i--) {  // Halide order: innermost first
+        const int64_t stride = strides.empty() ? contiguous : strides[i];
+        if (stride < std::numeric_limits<int32_t>::min() || stride > std::numeric_limits<int32_t>::max()) {
+            detail::reject(op, "strides", "strides in int32 range", detail::str(stride));
+        }
+        dims[rank - 1 - i] = halide_dimension_t(0, to_extent(op, "shape", shape[i]), static_cast<int32_t>(stride));
+        contiguous *= shape[i];
+    }
+    return dims;
+}
+
+}  // namespace
+
+std::string to_string(DType dtype) {
+    switch (dtype) {
+    case DType::Float32: return "float32";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
+    }
+    return "unknown";
+}
+
+Tensor::Tensor(const std::vector<int64_t> &shape, DType dtype) {
+    auto dims = halide_dims("Tensor", shape, {});
+    buffer_ = Halide::Runtime::Buffer<>(halide_type(dtype), nullptr, static_cast<int>(dims.size()), dims.data());
+    buffer_.allocate();
+    if (buffer_.size_in_bytes()) std::memset(buffer_.data(), 0, buffer_.size_in_bytes());
+}
+
+Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::vector<int64_t> &strides,
+                    DType dtype) {
+    if (!strides.empty() && strides.size() != shape.size()) {
+        detail::reject("Tensor::wrap", "strides", detail::str(shape.size()) + " strides (one per dimension)",
+                       detail::str(strides.size()));
+    }
+    auto dims = halide_dims("Tensor::wrap", shape, strides);
+    return Tensor(Halide::Runtime::Buffer<>(halide_type(dtype), data, static_cast<int>(dims.size()), dims.data()));
+}
+
+Tensor Tensor::from_halide(const Halide::Runtime::Buffer<> &buffer) {
+    const halide_type_t t = buffer.type();
+    for (DType d : {DType::Float32, DType::Float16, DType::BFloat16}) {
+        if (halide_type(d) == t) return Tensor(buffer);
+    }
+    detail::reject("Tensor::from_halide", "buffer", "a float32, float16 or bfloat16 buffer",
+                   "type code " + detail::str(int(t.code)) + " with " + detail::str(int(t.bits)) + " bits");
+}
+
+int Tensor::checked_dim(int dim) const {
+    const int r = rank();
+    if (dim < -r || dim >= r) {
+        detail::reject("Tensor", "dim", "a dimension in [" + detail::str(-r) + ", " + detail::str(r) + ")",
+                       detail::str(dim));
+    }
+    return dim < 0 ? dim + r : dim;
+}
+
+int64_t Tensor::size(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).extent(); }
+int64_t Tensor::stride(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).stride(); }
+
+std::vector<int64_t> Tensor::shape() const {
+    std::vector<int64_t> s(rank());
+    for (int i = 0; i < rank(); i++) s[i] = size(i);
+    return s;
+}
+
+std::vector<int64_t> Tensor::strides() const {
+    std::vector<int64_t> s(rank());
+    for (int i = 0; i < rank(); i++) s[i] = stride(i);
+    return s;
+}
+
+int64_t Tensor::numel() const {
+    if (!defined()) return 0;
+    int64_t n = 1;
+    for (int i = 0; i < rank(); i++) n *= size(i);
+    return n;
+}
+
+DType Tensor::dtype() const {
+    const halide_type_t t = buffer_.type();
+    if (t.code == halide_type_bfloat) return DType::BFloat16;
+    return t.bits == 16 ? DType::Float16 : DType::Float32;
+}
+
+bool Tensor::is_contiguous() const {
+    int64_t expected = 1;
+    for (int i = rank() - 1; i >= 0; i--) {
+        if (size(i) != 1 && stride(i) != expected) return false;
+        expected *= size(i);
+    }
+    return true;
+}
+
+Tensor Tensor::narrow(int dim, int64_t start, int64_t length) const {
+    const int d = checked_dim(dim);
+    if (start < 0 || length < 0 || start + length > size(d)) {
+        detail::reject("Tensor::narrow", "start, length",
+                       "a range inside [0, " + detail::str(size(d)) + ")",
+                       "[" + detail::str(start) + ", " + detail::str(start + length) + ")");
+    }
+    Halide::Runtime::Buffer<> view = buffer_.cropped(rank() - 1 - d, static_cast<int>(start), static_cast<int>(length));
+    view.translate(rank() - 1 - d, -static_cast<int>(start));  // views start at 0
+    return Tensor(std::move(view));
+}
+
+Tensor Tensor::transpose(int dim0, int dim1) const {
+    Halide::Runtime::Buffer<> view = buffer_.transposed(rank() - 1 - checked_dim(dim0), rank() - 1 - checked_dim(dim1));
+    return Tensor(std::move(view));
+}
+
+Tensor Tensor::contiguous() const {
+    Tensor out(shape(), dtype());
+    out.buffer_.copy_from(buffer_);
+    return out;
+}
+
+float &Tensor::at(std::initializer_list<int64_t> index) const {
+    if (dtype() != DType::Float32) {
+        detail::reject("Tensor::at", "tensor", "dtype float32", to_string(dtype()));
+    }
+    if (static_cast<int>(index.size()) != rank()) {
+        detail::reject("Tensor::at", "index", detail::str(rank()) + " coordinates", detail::str(index.size()));
+    }
+    int64_t offset = 0;
+    int i = 0;
+    for (int64_t x : index) {
+        if (x < 0 || x >= size(i)) {
+            detail::reject("Tensor::at", "index", "a coordinate in [0, " + detail::str(size(i)) + ") in dim " +
+                           detail::str(i), detail::str(x));
+        }
+        offset += x * stride(i);
+        i++;
+    }
+    return static_cast<float *>(data())[offset];
+}
+
+std::string Tensor::shape_string() const {
+    std::string s = "(";
+    for (int i = 0; i < rank(); i++) s += (i ? ", " : "") + detail::str(size(i));
+    return s + (rank() == 1 ? ",)" : ")");
+}
+
+}  // namespace helix
