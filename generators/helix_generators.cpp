@@ -59,7 +59,7 @@ public:
         Expr dim = 2 * freqs.dim(0).extent();
         Expr position = start + v.n;
         inv_freq_(v.jj) = inv_freq(v.jj, dim, theta);
-        angle_(v.jj, v.n) = cast<float>(position) * inv_freq_(v.jj);
+        angle_(v.jj, v.n) = angle(position, inv_freq_(v.jj));
         freqs(v.jj, v.half, v.n) = angle_(v.jj, v.n);
         if (xpos) {
             log2_zeta_(v.jj) = log2_f64(xpos_zeta(v.jj, dim));
@@ -181,6 +181,7 @@ public:
         estimate_table(*freqs);
         if (scale_table) {
             for (int d = 0; d < 3; d++) scale->dim(d).set_min(0);
+            scale->dim(0).set_stride(Expr());  // no dense default: stride 0 broadcasts
             estimate_table(*scale);
         } else {
             scale_value->set_estimate(1.0f);

@@ -23,23 +23,29 @@ inline Expr f64(double v) { return Halide::Internal::make_const(Float(64), v); }
 
 // inv_freq[jj] = 1 / theta^(2 jj / dim), as PyTorch evaluates
 // 1.0 / (theta ** (arange(0, dim, 2).float() / dim)) in float32: a float32 exponent, a
-// float32 power (here the correctly rounded one, via double) and a float32 reciprocal.
+// float32 power (the correctly rounded one, via double: what PyTorch's scalar path, libm
+// powf, returns; its vectorized Sleef powf is within 1 ulp of it) and a float32 reciprocal.
+// strict_float: the values must not depend on the schedule (fast-math would otherwise
+// fold n * (1 / p) into n / p when inlined).
 inline Expr inv_freq(Expr jj, Expr dim, Expr theta) {
     Expr exponent = cast<float>(2 * jj) / cast<float>(dim);
     Expr power = cast<float>(Halide::pow(cast<double>(theta), cast<double>(exponent)));
-    return 1.0f / power;
+    return Halide::strict_float(1.0f / power);
 }
+
+// freqs[n, jj]: the float32 product position * inv_freq, rounded once, as PyTorch forms it.
+inline Expr angle(Expr position, Expr inv_freq) { return Halide::strict_float(cast<float>(position) * inv_freq); }
 
 // The xPos base per frequency, zeta[jj] = (2 jj + 0.4 dim) / (1.4 dim), in float32 with the
 // constants rounded from double as PyTorch rounds its Python-float scalars.
 inline Expr xpos_zeta(Expr jj, Expr dim) {
     Expr d = cast<double>(dim);
-    return (cast<float>(2 * jj) + cast<float>(f64(0.4) * d)) / cast<float>(f64(1.4) * d);
+    return Halide::strict_float((cast<float>(2 * jj) + cast<float>(f64(0.4) * d)) / cast<float>(f64(1.4) * d));
 }
 
 // xPos power of table row t: (t - N // 2) / scale_base, in float32 (Zeta's formula).
 inline Expr xpos_power(Expr t, Expr seq_len, Expr scale_base) {
-    return (cast<float>(t) - cast<float>(seq_len / 2)) / scale_base;
+    return Halide::strict_float((cast<float>(t) - cast<float>(seq_len / 2)) / scale_base);
 }
 
 // 2^x in double, vectorizable (Halide's pow/exp call libm once per lane). Degree-10

@@ -18,7 +18,9 @@ using Buffer = Halide::Runtime::Buffer<>;
 // ---- views --------------------------------------------------------------------------
 
 // The kernels' view of a (..., n, d) tensor: (jj, half, n, h, b, ...) with d = 2H split
-// into halves (feature j = jj + half * H), missing leading dimensions of extent 1.
+// into halves (feature j = jj + half * H), missing leading dimensions of extent 1. An
+// empty tensor becomes zero rows of one head and batch: the kernels' fused loops need
+// every dimension but the rows to be non-empty.
 Buffer pair_view(const Tensor &t, int dims) {
     const int rank = t.rank();
     const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
@@ -30,6 +32,7 @@ Buffer pair_view(const Tensor &t, int dims) {
         const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
         shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)), static_cast<int32_t>(t.stride(dim)))
                             : halide_dimension_t(0, 1, 0);
+        if (t.numel() == 0) shape[i].extent = i == 2 ? 0 : 1;
     }
     return Buffer(t.to_halide().type(), t.data(), dims, shape.data());
 }

@@ -65,13 +65,13 @@ Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::ve
                        detail::str(strides.size()));
     }
     auto dims = halide_dims("Tensor::wrap", shape, strides);
-    return Tensor(Halide::Runtime::Buffer<>(halide_type(dtype), data, static_cast<int>(dims.size()), dims.data()));
+    return Tensor(Shares{}, Halide::Runtime::Buffer<>(halide_type(dtype), data, static_cast<int>(dims.size()), dims.data()));
 }
 
 Tensor Tensor::from_halide(const Halide::Runtime::Buffer<> &buffer) {
     const halide_type_t t = buffer.type();
     for (DType d : {DType::Float32, DType::Float16, DType::BFloat16}) {
-        if (halide_type(d) == t) return Tensor(buffer);
+        if (halide_type(d) == t) return Tensor(Shares{}, buffer);
     }
     detail::reject("Tensor::from_halide", "buffer", "a float32, float16 or bfloat16 buffer",
                    "type code " + detail::str(int(t.code)) + " with " + detail::str(int(t.bits)) + " bits");
@@ -132,12 +132,12 @@ Tensor Tensor::narrow(int dim, int64_t start, int64_t length) const {
     }
     Halide::Runtime::Buffer<> view = buffer_.cropped(rank() - 1 - d, static_cast<int>(start), static_cast<int>(length));
     view.translate(rank() - 1 - d, -static_cast<int>(start));  // views start at 0
-    return Tensor(std::move(view));
+    return Tensor(Shares{}, std::move(view));
 }
 
 Tensor Tensor::transpose(int dim0, int dim1) const {
     Halide::Runtime::Buffer<> view = buffer_.transposed(rank() - 1 - checked_dim(dim0), rank() - 1 - checked_dim(dim1));
-    return Tensor(std::move(view));
+    return Tensor(Shares{}, std::move(view));
 }
 
 Tensor Tensor::contiguous() const {

@@ -77,7 +77,8 @@ public:
     std::string shape_string() const;
 
 private:
-    explicit Tensor(Halide::Runtime::Buffer<> buffer) : buffer_(std::move(buffer)) {}
+    struct Shares {};
+    Tensor(Shares, Halide::Runtime::Buffer<> buffer) : buffer_(std::move(buffer)) {}
     int checked_dim(int dim) const;
     Halide::Runtime::Buffer<> buffer_;
 };

@@ -1,0 +1,290 @@
+// Every rejected input of SPEC section 3: helix::Error whose message names the argument,
+// the expected and the given value; nothing written to outputs; Halide runtime errors
+// routed into the same exception.
+#include "error.h"
+#include "test_util.h"
+
+namespace helix::test {
+namespace {
+
+template <typename F>
+void expect_error(F &&call, std::initializer_list<const char *> parts) {
+    try {
+        call();
+        ADD_FAILURE() << "expected helix::Error";
+    } catch (const Error &e) {
+        const std::string message = e.what();
+        for (const char *part : parts) {
+            EXPECT_NE(message.find(part), std::string::npos) << "message lacks \"" << part << "\": " << message;
+        }
+    }
+}
+
+// A valid set of arguments (N = 5, dim = 8); each test breaks one of them.
+struct Args {
+    Tensor q{std::vector<int64_t>{2, 3, 8}}, k{std::vector<int64_t>{2, 5, 8}};
+    RotaryTables t = SinusoidalEmbeddings(8, 16.0, true).forward(5);
+    Tensor q_out{std::vector<int64_t>{2, 3, 8}}, k_out{std::vector<int64_t>{2, 5, 8}};
+    void apply() const { apply_rotary_pos_emb(q, k, t.freqs, t.scale, q_out, k_out); }
+};
+
+// A view with stride 2 in d; its storage lives as long as the test binary.
+Tensor every_other_feature(const std::vector<int64_t> &shape) {
+    std::vector<int64_t> wide = shape;
+    wide.back() *= 2;
+    static std::vector<Tensor> storage;
+    storage.emplace_back(wide);
+    std::vector<int64_t> strides = storage.back().strides();
+    strides.back() = 2;
+    return Tensor::wrap(storage.back().data(), shape, strides);
+}
+
+TEST(Errors, ValidArgumentsPass) { EXPECT_NO_THROW(Args().apply()); }
+
+// ---- SinusoidalEmbeddings -----------------------------------------------------------
+
+TEST(Errors, DimZero) { expect_error([] { SinusoidalEmbeddings(0); }, {"dim", "expected a positive even number", "given 0"}); }
+TEST(Errors, DimNegative) { expect_error([] { SinusoidalEmbeddings(-4); }, {"dim", "positive even", "given -4"}); }
+TEST(Errors, DimOdd) { expect_error([] { SinusoidalEmbeddings(7); }, {"dim", "positive even", "given 7"}); }
+
+TEST(Errors, XposWithoutScaleBase) {
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, true); },
+                 {"scale_base", "scale_base must be set when use_xpos is true", "given none"});
+}
+
+TEST(Errors, ScaleBaseNotPositive) {
+    expect_error([] { SinusoidalEmbeddings(8, 0.0, true); }, {"scale_base", "positive finite", "given 0"});
+    expect_error([] { SinusoidalEmbeddings(8, -2.0, true); }, {"scale_base", "positive finite", "given -2"});
+}
+
+TEST(Errors, ScaleBaseNotFinite) {
+    expect_error([] { SinusoidalEmbeddings(8, INFINITY, true); }, {"scale_base", "positive finite", "given inf"});
+    expect_error([] { SinusoidalEmbeddings(8, NAN, true); }, {"scale_base", "positive finite", "given nan"});
+}
+
+TEST(Errors, ThetaNotPositive) {
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, 0.0); }, {"theta", "positive finite", "given 0"});
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, -1.0); }, {"theta", "positive finite", "given -1"});
+}
+
+TEST(Errors, ThetaNotFinite) {
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, INFINITY); }, {"theta", "positive finite", "given inf"});
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, NAN); }, {"theta", "positive finite", "given nan"});
+}
+
+TEST(Errors, SeqLenNegative) {
+    expect_error([] { SinusoidalEmbeddings(8).forward(int64_t{-1}); }, {"seq_len", ">= 0", "given -1"});
+    const Tensor freqs({0, 8}), scale({1});
+    expect_error([&] { SinusoidalEmbeddings(8).forward(-3, freqs, scale); }, {"seq_len", "[0, 2^31)", "given -3"});
+}
+
+TEST(Errors, ForwardInputRankBelowTwo) {
+    expect_error([] { SinusoidalEmbeddings(8).forward(Tensor({5})); }, {"x", "rank >= 2", "given rank 1"});
+}
+
+TEST(Errors, WindowPositionsOutOfTheTable) {
+    const SinusoidalEmbeddings emb(8);
+    const Tensor freqs({5, 8}), scale({1});
+    expect_error([&] { emb.window(10, 8, freqs, scale); }, {"start", "[0, 10)", "given [8, 13)"});
+    expect_error([&] { emb.window(10, -1, freqs, scale); }, {"start", "[0, 10)", "given [-1, 4)"});
+}
+
+TEST(Errors, TableOutputsOfTheWrongShapeOrType) {
+    const SinusoidalEmbeddings plain(8), xpos(8, 16.0, true);
+    expect_error([&] { plain.forward(5, Tensor({5, 6}), Tensor({1})); }, {"freqs", "last dimension 8", "(5, 6)"});
+    expect_error([&] { plain.forward(5, Tensor({5, 8}, DType::Float16), Tensor({1})); },
+                 {"freqs", "dtype float32", "given float16"});
+    expect_error([&] { plain.forward(5, Tensor({5, 8}), Tensor({2})); }, {"scale", "one element", "(2,)"});
+    expect_error([&] { xpos.forward(5, Tensor({5, 8}), Tensor({1})); }, {"scale", "shape (5, 8)", "given (1,)"});
+    expect_error([&] { plain.forward(2, every_other_feature({2, 8}), Tensor({1})); },
+                 {"freqs", "unit stride", "given stride 2"});
+}
+
+TEST(Errors, TableOutputsOverlap) {
+    const Tensor freqs({5, 8});
+    expect_error([&] { SinusoidalEmbeddings(8, 16.0, true).forward(5, freqs, freqs); },
+                 {"scale", "disjoint from freqs", "overlapping freqs"});
+}
+
+// ---- rotate_half --------------------------------------------------------------------
+
+TEST(Errors, RotateHalfOddLastDimension) {
+    expect_error([] { rotate_half(Tensor({2, 5})); }, {"x", "even last dimension", "(2, 5)"});
+}
+
+TEST(Errors, RotateHalfRank) {
+    expect_error([] { rotate_half(Tensor({1, 1, 1, 2, 4})); }, {"x", "rank 1 to 4", "rank 5"});
+    expect_error([] { rotate_half(Tensor()); }, {"x", "a defined tensor", "given an undefined tensor"});
+}
+
+TEST(Errors, RotateHalfNonUnitStride) {
+    expect_error([] { rotate_half(every_other_feature({3, 4})); }, {"x", "unit stride", "given stride 2"});
+    expect_error([] { rotate_half(Tensor({3, 4}), every_other_feature({3, 4})); }, {"out", "unit stride", "stride 2"});
+}
+
+TEST(Errors, RotateHalfOutputMismatch) {
+    expect_error([] { rotate_half(Tensor({3, 4}), Tensor({3, 6})); }, {"out", "shape (3, 4)", "given (3, 6)"});
+    expect_error([] { rotate_half(Tensor({3, 4}), Tensor({3, 4}, DType::BFloat16)); }, {"out", "dtype float32", "bfloat16"});
+}
+
+TEST(Errors, RotateHalfUnbuiltDtype) {
+    expect_error([] { rotate_half(Tensor({3, 4}, DType::Float16)); }, {"x", "dtype float32", "given float16"});
+}
+
+TEST(Errors, RotateHalfInPlace) {
+    const Tensor x({3, 4});
+    expect_error([&] { rotate_half(x, x); }, {"out", "disjoint from x", "overlapping x"});
+}
+
+// ---- apply_rotary_pos_emb -----------------------------------------------------------
+
+TEST(Errors, QueryRankBelowTwo) {
+    Args a;
+    a.q = Tensor({8});
+    a.q_out = Tensor({8});
+    expect_error([&] { a.apply(); }, {"q", "rank 2 to 4", "rank 1"});
+}
+
+TEST(Errors, KeyRankAboveFour) {
+    Args a;
+    a.k = Tensor({1, 1, 2, 5, 8});
+    expect_error([&] { a.apply(); }, {"k", "rank 2 to 4", "rank 5"});
+}
+
+TEST(Errors, FreqsRankNotTwo) {
+    Args a;
+    a.t.freqs = Tensor({1, 5, 8});
+    expect_error([&] { a.apply(); }, {"freqs", "rank 2", "rank 3"});
+}
+
+TEST(Errors, QueryWidthDiffersFromTable) {
+    Args a;
+    a.q = Tensor({2, 3, 6});
+    expect_error([&] { a.apply(); }, {"q", "last dimension 8", "(2, 3, 6)"});
+}
+
+TEST(Errors, KeyWidthDiffersFromTable) {
+    Args a;
+    a.k = Tensor({2, 5, 10});
+    expect_error([&] { a.apply(); }, {"k", "last dimension 8", "(2, 5, 10)"});
+}
+
+TEST(Errors, QueryLongerThanTable) {
+    Args a;
+    a.q = Tensor({2, 6, 8});
+    expect_error([&] { a.apply(); }, {"q", "at most 5 rows", "(2, 6, 8)"});
+}
+
+TEST(Errors, KeyLengthDiffersFromTable) {
+    Args a;
+    a.k = Tensor({2, 4, 8});
+    expect_error([&] { a.apply(); }, {"k", "5 rows", "(2, 4, 8)"});
+}
+
+TEST(Errors, ScaleNotBroadcastable) {
+    Args a;
+    a.t.scale = Tensor({3, 8});
+    expect_error([&] { a.apply(); }, {"scale", "broadcastable to (N, dim) = (5, 8)", "(3, 8)"});
+    a.t.scale = Tensor({1, 5, 8});
+    expect_error([&] { a.apply(); }, {"scale", "broadcastable", "(1, 5, 8)"});
+}
+
+TEST(Errors, MismatchedDtypes) {
+    Args a;
+    a.k = Tensor({2, 5, 8}, DType::Float16);
+    expect_error([&] { a.apply(); }, {"k", "dtype float32 (the dtype of q)", "given float16"});
+    Args b;
+    b.t.freqs = Tensor({5, 8}, DType::BFloat16);
+    expect_error([&] { b.apply(); }, {"freqs", "dtype float32", "given bfloat16"});
+    Args c;
+    c.t.scale = Tensor({5, 8}, DType::Float16);
+    expect_error([&] { c.apply(); }, {"scale", "dtype float32", "given float16"});
+    Args d;
+    d.k_out = Tensor({2, 5, 8}, DType::Float16);
+    expect_error([&] { d.apply(); }, {"k_out", "dtype float32", "given float16"});
+}
+
+TEST(Errors, UnbuiltElementType) {
+    Args a;
+    a.q = Tensor({2, 3, 8}, DType::Float16);
+    expect_error([&] { a.apply(); }, {"q", "the element types helix was built for", "given float16"});
+}
+
+TEST(Errors, NonUnitStrideInFeatures) {
+    Args a;
+    a.q = every_other_feature({2, 3, 8});
+    expect_error([&] { a.apply(); }, {"q", "unit stride in the last dimension", "given stride 2"});
+    Args b;
+    b.k_out = every_other_feature({2, 5, 8});
+    expect_error([&] { b.apply(); }, {"k_out", "unit stride", "given stride 2"});
+    Args c;
+    c.t.freqs = every_other_feature({5, 8});
+    expect_error([&] { c.apply(); }, {"freqs", "unit stride", "given stride 2"});
+}
+
+TEST(Errors, OutputShapeMismatch) {
+    Args a;
+    a.q_out = Tensor({2, 4, 8});
+    expect_error([&] { a.apply(); }, {"q_out", "shape (2, 3, 8)", "given (2, 4, 8)"});
+}
+
+TEST(Errors, OutputAliasesAnInput) {
+    Args a;
+    a.q_out = a.q;
+    expect_error([&] { a.apply(); }, {"q_out", "disjoint from q", "overlapping q"});
+    Args b;
+    b.k_out = b.k.narrow(1, 0, 5);
+    expect_error([&] { b.apply(); }, {"k_out", "disjoint from k", "overlapping k"});
+    Args c;
+    const Tensor shared({2, 5, 8});
+    c.q_out = shared.narrow(1, 2, 3);
+    c.k_out = shared;
+    expect_error([&] { c.apply(); }, {"k_out", "disjoint from q_out"});
+    Args d;
+    d.k_out = Tensor::wrap(d.t.scale.data(), {2, 5, 8}, {0, 8, 1});
+    expect_error([&] { d.apply(); }, {"k_out", "disjoint from scale"});
+}
+
+TEST(Errors, UndefinedTensor) {
+    Args a;
+    a.k = Tensor();
+    expect_error([&] { a.apply(); }, {"k", "a defined tensor", "given an undefined tensor"});
+}
+
+// ---- nothing written when a check fails ---------------------------------------------
+
+TEST(Errors, RejectedCallsLeaveOutputsUntouched) {
+    Args a;
+    a.k = Tensor({2, 4, 8});  // wrong length
+    a.k_out = Tensor({2, 4, 8});
+    Halide::Runtime::Buffer<float>(a.q_out.to_halide()).fill(7.0f);
+    Halide::Runtime::Buffer<float>(a.k_out.to_halide()).fill(7.0f);
+    EXPECT_THROW(a.apply(), Error);
+    for (const Tensor *out : {&a.q_out, &a.k_out}) {
+        ref::for_each_index(out->shape(), [&](const std::vector<int64_t> &idx) { ASSERT_EQ(ref::element(*out, idx), 7.0f); });
+    }
+    const Tensor freqs({5, 8}), bad_scale({5, 6});
+    Halide::Runtime::Buffer<float>(freqs.to_halide()).fill(7.0f);
+    EXPECT_THROW(SinusoidalEmbeddings(8, 16.0, true).forward(5, freqs, bad_scale), Error);
+    ref::for_each_index(freqs.shape(), [&](const std::vector<int64_t> &idx) { ASSERT_EQ(ref::element(freqs, idx), 7.0f); });
+}
+
+// ---- Halide runtime errors ----------------------------------------------------------
+
+// A buffer that breaks a kernel's declared constraint (dense features) reaches the Halide
+// runtime's own checks; its message comes back as helix::Error through the handler.
+TEST(Errors, HalideRuntimeErrorsBecomeHelixErrors) {
+    const Tensor x({3, 8}), out({3, 8});
+    Halide::Runtime::Buffer<> x_view = x.to_halide(), out_view = out.to_halide();
+    halide_dimension_t strided[5] = {{0, 4, 2}, {0, 2, 1}, {0, 3, 8}, {0, 1, 0}, {0, 1, 0}};
+    halide_dimension_t dense[5] = {{0, 4, 1}, {0, 2, 4}, {0, 3, 8}, {0, 1, 0}, {0, 1, 0}};
+    Halide::Runtime::Buffer<> bad(x_view.type(), x.data(), 5, strided), good(out_view.type(), out.data(), 5, dense);
+    detail::CallContext context;
+    const int rc = detail::tuned_kernels().typed.at(0).rotate_half(&context, bad.raw_buffer(), good.raw_buffer());
+    EXPECT_NE(rc, 0);
+    expect_error([&] { context.check("rotate_half", rc); },
+                 {"helix::rotate_half: Halide runtime error", "x", "stride", "1"});
+}
+
+}  // namespace
+}  // namespace helix::test

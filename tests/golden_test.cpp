@@ -1,0 +1,168 @@
+// helix against golden vectors made by PyTorch running the reference code
+// (tests/make_golden.py; the arrays are in tests/golden/).
+#include "test_util.h"
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace helix::test {
+namespace {
+
+// Both sides are within SPEC's tolerance of the float64 truth (PyTorch's float32 evaluation
+// is, at ~3e-7), so they agree within twice that bound.
+constexpr double kGoldenTol = 2 * 4e-6;
+// xPos scale: helix is within 4 ulp of float64 pow; PyTorch's powf is within 1 ulp.
+constexpr double kGoldenScaleRelTol = 5 * 0x1p-24;
+// Angle tables: helix's inv_freq is libm's (correctly rounded) powf, bit for bit what
+// PyTorch's scalar path returns (InvFreqEqualsPyTorchFloat32); PyTorch's vectorized
+// Sleef powf is within 1 ulp of it, so its n * inv_freq is within 2 ulp of helix's.
+constexpr double kGoldenAngleRelTol = 2 * 0x1p-23;
+
+class Golden {
+public:
+    Golden() {
+        std::ifstream manifest(std::string(HELIX_GOLDEN_DIR) + "/MANIFEST");
+        if (!manifest) throw std::runtime_error("cannot read " HELIX_GOLDEN_DIR "/MANIFEST");
+        std::string line;
+        while (std::getline(manifest, line)) {
+            std::istringstream fields(line);
+            std::string name;
+            fields >> name;
+            std::vector<int64_t> shape;
+            for (int64_t s; fields >> s;) shape.push_back(s);
+            Tensor t(shape);
+            std::ifstream data(std::string(HELIX_GOLDEN_DIR) + "/" + name + ".f32", std::ios::binary);
+            data.read(static_cast<char *>(t.data()), t.numel() * sizeof(float));
+            if (!data) throw std::runtime_error("cannot read golden array " + name);
+            arrays_.emplace(name, t);
+        }
+    }
+    const Tensor &operator[](const std::string &name) const {
+        auto it = arrays_.find(name);
+        if (it == arrays_.end()) throw std::runtime_error("no golden array " + name);
+        return it->second;
+    }
+
+private:
+    std::map<std::string, Tensor> arrays_;
+};
+
+const Golden &golden() {
+    static const Golden g;
+    return g;
+}
+
+class GoldenVectors : public ::testing::TestWithParam<KernelSet> {
+protected:
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const {
+        RotaryTables t{Tensor({n, emb.dim()}),
+                       Tensor(emb.use_xpos() ? std::vector<int64_t>{n, emb.dim()} : std::vector<int64_t>{1})};
+        detail::sinusoidal_window(GetParam().get(), emb, n, 0, t.freqs, t.scale);
+        return t;
+    }
+
+    static void expect_bitwise_equal(const Tensor &got, const Tensor &want, const std::string &what) {
+        ASSERT_EQ(got.shape(), want.shape()) << what;
+        int failures = 0;
+        ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
+            if (ref::element(got, idx) != ref::element(want, idx) && failures++ < 3) {
+                ADD_FAILURE() << what << " at " << ::testing::PrintToString(idx) << ": " << ref::element(got, idx)
+                              << " != torch " << ref::element(want, idx);
+            }
+        });
+    }
+
+    // Within rel_tol * |want|; reports how many elements are not bitwise equal.
+    static void expect_relative(const Tensor &got, const Tensor &want, double rel_tol, const std::string &what) {
+        ASSERT_EQ(got.shape(), want.shape()) << what;
+        int64_t inexact = 0;
+        ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
+            const double w = ref::element(want, idx), g = ref::element(got, idx);
+            inexact += g != w;
+            ASSERT_LE(std::fabs(g - w), rel_tol * std::fabs(w)) << what << " at " << ::testing::PrintToString(idx);
+        });
+        RecordProperty(what + "_not_bitwise_equal", std::to_string(inexact) + " of " + std::to_string(want.numel()));
+    }
+
+    // x' against torch with the bound of SPEC section 4 (scale s per element).
+    static void expect_rotation_close(const Tensor &x, const Tensor &got, const Tensor &want, const Tensor &freqs,
+                                      const Scale &scale, bool inverse, const std::string &what) {
+        ASSERT_EQ(got.shape(), want.shape()) << what;
+        const int64_t d = x.size(-1), half = d / 2, first_row = freqs.size(0) - x.size(-2);
+        ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
+            std::vector<int64_t> partner = idx;
+            partner.back() += idx.back() < half ? half : -half;
+            double s = scale_at(scale, first_row + idx[idx.size() - 2], idx.back());
+            if (inverse) s = 1.0 / s;
+            const double magnitude =
+                std::fabs(s) * std::max(std::fabs(ref::element(x, idx)), std::fabs(ref::element(x, partner)));
+            ASSERT_LE(std::fabs(double(ref::element(got, idx)) - ref::element(want, idx)), kGoldenTol * magnitude)
+                << what << " at " << ::testing::PrintToString(idx);
+        });
+    }
+
+    void check_apply(const std::string &prefix, const Tensor &freqs, const Scale &scale) {
+        const Golden &g = golden();
+        const Tensor &q = g[prefix + "_q"], &k = g[prefix + "_k"];
+        const Tensor q_out(q.shape()), k_out(k.shape());
+        detail::apply_rotary_pos_emb(GetParam().get(), q, k, freqs, scale, q_out, k_out);
+        expect_rotation_close(q, q_out, g[prefix + "_q_out"], freqs, scale, false, prefix + " q'");
+        expect_rotation_close(k, k_out, g[prefix + "_k_out"], freqs, scale, true, prefix + " k'");
+    }
+};
+
+// SinusoidalEmbeddings(dim=512, use_xpos=True, scale_base=1000) on a (1, 10, 512) input.
+TEST_P(GoldenVectors, SeedSinusoidalEmbeddingsWithXpos) {
+    const RotaryTables t = tables(SinusoidalEmbeddings(512, 1000.0, true), 10);
+    expect_relative(t.freqs, golden()["seed_sinusoidal_freqs"], kGoldenAngleRelTol, "freqs");
+    expect_relative(t.scale, golden()["seed_sinusoidal_scale"], kGoldenScaleRelTol, "scale");
+}
+
+// rotate_half on (2, 3, 4): exact.
+TEST_P(GoldenVectors, SeedRotateHalf) {
+    const Tensor &x = golden()["seed_rotate_half_x"];
+    const Tensor out(x.shape());
+    detail::rotate_half(GetParam().get(), x, out);
+    expect_bitwise_equal(out, golden()["seed_rotate_half_out"], "rotate_half");
+}
+
+// apply_rotary_pos_emb on (2, 3, 4) with random freqs and a random positive scale table.
+TEST_P(GoldenVectors, SeedApplyRotaryPosEmb) {
+    check_apply("seed_apply", golden()["seed_apply_freqs"], golden()["seed_apply_scale"]);
+}
+
+// inv_freq equals PyTorch's float32 evaluation element by element (its libm path) bit for
+// bit, and its vectorized evaluation within 1 ulp, for several widths and bases.
+TEST_P(GoldenVectors, InvFreqEqualsPyTorchFloat32) {
+    for (int64_t dim : {2, 64, 80, 128, 256, 512}) {
+        for (int theta : {10000, 500000, 1000000}) {
+            const RotaryTables t = tables(SinusoidalEmbeddings(dim, std::nullopt, false, theta), 2);
+            const Tensor inv_freq = t.freqs.narrow(0, 1, 1).narrow(1, 0, dim / 2);
+            const std::string name = "inv_freq_d" + std::to_string(dim) + "_theta" + std::to_string(theta);
+            expect_bitwise_equal(inv_freq, Tensor::wrap(golden()[name + "_elementwise"].data(), {1, dim / 2}),
+                                 name + "_elementwise");
+            expect_relative(t.freqs.narrow(0, 1, 1), Tensor::wrap(golden()[name].data(), {1, dim}), 0x1p-23, name);
+        }
+    }
+}
+
+// Tables and rotations of a 2048-position xPos sequence (scale_base 64) with 50 queries.
+TEST_P(GoldenVectors, LongXposSequence) {
+    const RotaryTables t = tables(SinusoidalEmbeddings(16, 64.0, true), 2048);
+    expect_relative(t.freqs, golden()["xpos_d16_n2048_freqs"], kGoldenAngleRelTol, "freqs");
+    expect_relative(t.scale, golden()["xpos_d16_n2048_scale"], kGoldenScaleRelTol, "scale");
+    check_apply("xpos_d16_n2048", t.freqs, t.scale);
+}
+
+// No xPos, theta 500000, scale absent.
+TEST_P(GoldenVectors, PlainRotaryWithoutScale) {
+    const RotaryTables t = tables(SinusoidalEmbeddings(128, std::nullopt, false, 500000.0), 40);
+    expect_relative(t.freqs, golden()["plain_d128_theta500000_freqs"], kGoldenAngleRelTol, "freqs");
+    check_apply("plain_d128_theta500000", t.freqs, Scale());
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, GoldenVectors, ::testing::ValuesIn(kKernelSets), kernel_set_name);
+
+}  // namespace
+}  // namespace helix::test

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Regenerates tests/golden/: helix's reference semantics run in PyTorch (float32, CPU).
+
+The functions below are Zeta's SinusoidalEmbeddings, rotate_half and apply_rotary_pos_emb
+(lucidrains' local-attention), with two changes SPEC section 1 states: theta is a parameter
+(Zeta fixes 10000) and a scalar or absent scale works (Zeta's default crashes).
+
+Each array is written as raw little-endian float32 to <name>.f32 and listed in MANIFEST as
+"<name> <dim0> <dim1> ...". Torch is optional for helix (this script alone needs it):
+    python -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy
+    /tmp/torch/bin/python tests/make_golden.py
+"""
+import pathlib
+
+import torch
+
+OUT = pathlib.Path(__file__).resolve().parent / "golden"
+
+
+class SinusoidalEmbeddings(torch.nn.Module):
+    def __init__(self, dim, scale_base=None, use_xpos=False, theta=10000):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2).float() / dim))
+        self.register_buffer("inv_freq", inv_freq)
+        self.use_xpos = use_xpos
+        self.scale_base = scale_base
+        assert not (use_xpos and scale_base is None), "scale_base must be set when use_xpos is true"
+        scale = (torch.arange(0, dim, 2) + 0.4 * dim) / (1.4 * dim)
+        self.register_buffer("scale", scale, persistent=False)
+
+    def forward(self, x):
+        seq_len = x.shape[-2]
+        t = torch.arange(seq_len, device=x.device).type_as(self.inv_freq)
+        freqs = torch.einsum("i , j -> i j", t, self.inv_freq)
+        freqs = torch.cat((freqs, freqs), dim=-1)
+        if not self.use_xpos:
+            return freqs, torch.ones(1, device=x.device)
+        power = (t - (seq_len // 2)) / self.scale_base
+        scale = self.scale ** power[:, None]
+        scale = torch.cat((scale, scale), dim=-1)
+        return freqs, scale
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, freqs, scale=1):
+    q_len = q.shape[-2]
+    q_freqs = freqs[..., -q_len:, :]
+    inv_scale = scale**-1
+    if isinstance(scale, torch.Tensor) and scale.ndim == 2:
+        scale = scale[-q_len:, :]
+    q = (q * q_freqs.cos() * scale) + (rotate_half(q) * q_freqs.sin() * scale)
+    k = (k * freqs.cos() * inv_scale) + (rotate_half(k) * freqs.sin() * inv_scale)
+    return q, k
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*.f32"):
+        old.unlink()
+    manifest = []
+    gen = torch.Generator().manual_seed(20261128)
+
+    def save(name, tensor):
+        tensor = tensor.detach().contiguous().to(torch.float32)
+        tensor.numpy().astype("<f4").tofile(OUT / f"{name}.f32")
+        manifest.append(" ".join([name] + [str(s) for s in tensor.shape]))
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    # The seed's usage examples.
+    emb = SinusoidalEmbeddings(dim=512, use_xpos=True, scale_base=1000)
+    freqs, scale = emb(torch.zeros(1, 10, 512))
+    save("seed_sinusoidal_freqs", freqs)
+    save("seed_sinusoidal_scale", scale)
+
+    x = randn(2, 3, 4)
+    save("seed_rotate_half_x", x)
+    save("seed_rotate_half_out", rotate_half(x))
+
+    q, k = randn(2, 3, 4), randn(2, 3, 4)
+    freqs, scale = randn(3, 4), torch.rand(3, 4, generator=gen) + 0.5
+    save("seed_apply_q", q)
+    save("seed_apply_k", k)
+    save("seed_apply_freqs", freqs)
+    save("seed_apply_scale", scale)
+    q2, k2 = apply_rotary_pos_emb(q, k, freqs, scale)
+    save("seed_apply_q_out", q2)
+    save("seed_apply_k_out", k2)
+
+    # inv_freq across widths and bases: row 1 of the table is inv_freq itself. PyTorch's
+    # own float32 answer depends on the tensor's length: its vectorized loop (Sleef powf,
+    # within 1 ulp) takes whole blocks of 2 vectors and libm powf the rest. "_elementwise"
+    # evaluates each element alone, which always takes libm's path.
+    for dim in (2, 64, 80, 128, 256, 512):
+        for theta in (10000, 500000, 1000000):
+            freqs, _ = SinusoidalEmbeddings(dim, theta=theta)(torch.zeros(2, dim))
+            save(f"inv_freq_d{dim}_theta{theta}", freqs[1])
+            exponent = torch.arange(0, dim, 2).float() / dim
+            alone = torch.stack([1.0 / (theta ** exponent[i : i + 1])[0] for i in range(dim // 2)])
+            save(f"inv_freq_d{dim}_theta{theta}_elementwise", alone)
+
+    # Long tables with xPos (small scale_base: large exponents), and a shorter query.
+    emb = SinusoidalEmbeddings(dim=16, use_xpos=True, scale_base=64, theta=10000)
+    freqs, scale = emb(torch.zeros(2048, 16))
+    save("xpos_d16_n2048_freqs", freqs)
+    save("xpos_d16_n2048_scale", scale)
+    q, k = randn(2, 2, 50, 16), randn(1, 1, 2048, 16)
+    q2, k2 = apply_rotary_pos_emb(q, k, freqs, scale)
+    save("xpos_d16_n2048_q", q)
+    save("xpos_d16_n2048_k", k)
+    save("xpos_d16_n2048_q_out", q2)
+    save("xpos_d16_n2048_k_out", k2)
+
+    # No xPos, a Llama-3-like base, scale absent (= 1).
+    emb = SinusoidalEmbeddings(dim=128, theta=500000)
+    freqs, _ = emb(torch.zeros(40, 128))
+    q, k = randn(1, 3, 7, 128), randn(1, 1, 40, 128)
+    q2, k2 = apply_rotary_pos_emb(q, k, freqs)
+    save("plain_d128_theta500000_freqs", freqs)
+    save("plain_d128_theta500000_q", q)
+    save("plain_d128_theta500000_k", k)
+    save("plain_d128_theta500000_q_out", q2)
+    save("plain_d128_theta500000_k_out", k2)
+
+    (OUT / "MANIFEST").write_text("\n".join(manifest) + "\n")
+    print(f"wrote {len(manifest)} arrays to {OUT} with torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+// Correctness of every kernel set against the float64 reference (SPEC sections 1 and 4),
+// over random shapes, layouts, tables and scale kinds.
+#include "test_util.h"
+
+#include <cfloat>
+#include <cstring>
+#include <iterator>
+
+namespace helix::test {
+namespace {
+
+constexpr double kTol = 4e-6;             // SPEC section 4, fp32 mode, positions < 2^16
+constexpr double kScaleRelTol = 2.4e-7;   // SPEC section 4: xPos scale within 4 ulp
+
+class Tables : public ::testing::TestWithParam<KernelSet> {
+protected:
+    const detail::Kernels &kernels() const { return GetParam().get(); }
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start = 0,
+                        int64_t rows = -1) const {
+        if (rows < 0) rows = seq_len - start;
+        RotaryTables t{Tensor({rows, emb.dim()}), Tensor(emb.use_xpos() ? std::vector<int64_t>{rows, emb.dim()}
+                                                                          : std::vector<int64_t>{1})};
+        detail::sinusoidal_window(kernels(), emb, seq_len, start, t.freqs, t.scale);
+        return t;
+    }
+};
+
+TEST_P(Tables, FreqsAreTheFloat32ProductOfPositionAndInvFreq) {
+    for (int64_t dim : {2, 6, 64, 80, 128, 512}) {
+        for (double theta : {10.0, 10000.0, 500000.0, 1e6}) {
+            for (int64_t n : {1, 2, 17, 1000}) {
+                const RotaryTables t = tables(SinusoidalEmbeddings(dim, std::nullopt, false, theta), n);
+                int mismatches = 0;
+                ref::for_each_index(t.freqs.shape(), [&](const std::vector<int64_t> &idx) {
+                    const float want = ref::angle(idx[0], idx[1], dim, theta);
+                    const float got = ref::element(t.freqs, idx);
+                    if (std::memcmp(&want, &got, sizeof(float)) != 0 && mismatches++ < 3) {
+                        ADD_FAILURE() << "dim " << dim << " theta " << theta << " n " << n << " at (" << idx[0] << ", "
+                                      << idx[1] << "): " << got << " != " << want;
+                    }
+                });
+                EXPECT_EQ(t.scale.shape(), std::vector<int64_t>{1});
+                EXPECT_EQ(t.scale.at({0}), 1.0f);
+            }
+        }
+    }
+}
+
+TEST_P(Tables, XposScaleIsWithinFourUlpOfFloat64Pow) {
+    struct Case {
+        int64_t dim, n;
+        double scale_base;
+    };
+    // Up to 2^16 positions; scale_base 16 at n = 3000 reaches 1e-38 .. 1e38 (and beyond).
+    for (const Case c : {Case{2, 1, 512}, Case{64, 3, 1}, Case{64, 1000, 512}, Case{128, 3000, 16}, Case{8, 65536, 8192},
+                         Case{80, 777, 64}}) {
+        const RotaryTables t = tables(SinusoidalEmbeddings(c.dim, c.scale_base, true), c.n);
+        int failures = 0;
+        double worst = 0;
+        ref::for_each_index(t.scale.shape(), [&](const std::vector<int64_t> &idx) {
+            const double want = ref::xpos_scale(idx[0], idx[1], c.dim, c.n, c.scale_base);
+            const double got = ref::element(t.scale, idx);
+            bool ok;
+            if (want > double(FLT_MAX) * (1 + 0x1p-24)) {
+                ok = std::isinf(got) && got > 0;  // beyond float32: PyTorch's powf gives inf too
+            } else {
+                const double bound = std::max(kScaleRelTol * want, 4 * 0x1p-149);
+                ok = std::fabs(got - want) <= bound;
+                worst = std::max(worst, std::fabs(got - want) / bound);
+            }
+            if (!ok && failures++ < 3) {
+                ADD_FAILURE() << "dim " << c.dim << " n " << c.n << " scale_base " << c.scale_base << " at (" << idx[0]
+                              << ", " << idx[1] << "): " << got << " vs " << want;
+            }
+        });
+        RecordProperty("worst_fraction_of_bound_n" + std::to_string(c.n), std::to_string(worst));
+    }
+}
+
+TEST_P(Tables, AWindowEqualsTheRowsOfTheWholeTable) {
+    for (bool xpos : {false, true}) {
+        const SinusoidalEmbeddings emb(64, 256.0, xpos);
+        const RotaryTables whole = tables(emb, 1000);
+        const RotaryTables window = tables(emb, 1000, 990, 10);
+        for (int64_t r = 0; r < 10; r++) {
+            for (int64_t j = 0; j < 64; j++) {
+                EXPECT_EQ(window.freqs.at({r, j}), whole.freqs.at({990 + r, j}));
+                if (xpos) EXPECT_EQ(window.scale.at({r, j}), whole.scale.at({990 + r, j}));
+            }
+        }
+    }
+}
+
+TEST_P(Tables, EmptyTableIsValid) {
+    const RotaryTables t = tables(SinusoidalEmbeddings(8, 64.0, true), 0);
+    EXPECT_EQ(t.freqs.shape(), (std::vector<int64_t>{0, 8}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, Tables, ::testing::ValuesIn(kKernelSets), kernel_set_name);
+
+class RotateHalf : public ::testing::TestWithParam<KernelSet> {};
+
+TEST_P(RotateHalf, NegatesAndSwapsTheHalvesInEveryLayout) {
+    std::mt19937 rng(7);
+    const std::vector<std::vector<int64_t>> shapes{{2}, {6}, {3, 34}, {2, 3, 4}, {2, 3, 5, 128}, {1, 2, 17, 80}};
+    for (const auto &shape : shapes) {
+        for (Layout in_layout : kLayouts) {
+            for (Layout out_layout : kLayouts) {
+                const Tensor x = random_tensor(shape, in_layout, rng);
+                const Tensor out = make_tensor(shape, out_layout);
+                detail::rotate_half(GetParam().get(), x, out);
+                const int64_t half = shape.back() / 2;
+                ref::for_each_index(shape, [&](const std::vector<int64_t> &idx) {
+                    std::vector<int64_t> partner = idx;
+                    const bool first = idx.back() < half;
+                    partner.back() += first ? half : -half;
+                    const float want = first ? -ref::element(x, partner) : ref::element(x, partner);
+                    ASSERT_EQ(ref::element(out, idx), want) << "shape " << x.shape_string();
+                });
+            }
+        }
+    }
+}
+
+TEST_P(RotateHalf, EmptyTensorIsValid) {
+    const Tensor x({2, 0, 4}), out({2, 0, 4});
+    EXPECT_NO_THROW(detail::rotate_half(GetParam().get(), x, out));
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, RotateHalf, ::testing::ValuesIn(kKernelSets), kernel_set_name);
+
+class ApplyRotary : public ::testing::TestWithParam<KernelSet> {
+protected:
+    const detail::Kernels &kernels() const { return GetParam().get(); }
+
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const {
+        RotaryTables t{Tensor({n, emb.dim()}),
+                       Tensor(emb.use_xpos() ? std::vector<int64_t>{n, emb.dim()} : std::vector<int64_t>{1})};
+        detail::sinusoidal_window(kernels(), emb, n, 0, t.freqs, t.scale);
+        return t;
+    }
+
+    // Runs q' and k' into tensors of the given layout and checks both against the reference.
+    void run_and_check(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale, Layout out_layout,
+                       const std::string &what) {
+        const Tensor q_out = make_tensor(q.shape(), out_layout), k_out = make_tensor(k.shape(), out_layout);
+        detail::apply_rotary_pos_emb(kernels(), q, k, freqs, scale, q_out, k_out);
+        check_rotation(q, q_out, freqs, scale, false, kTol, what + " q'");
+        check_rotation(k, k_out, freqs, scale, true, kTol, what + " k'");
+    }
+};
+
+std::vector<int64_t> with_leading(std::vector<int64_t> leading, int64_t n, int64_t d) {
+    leading.push_back(n);
+    leading.push_back(d);
+    return leading;
+}
+
+TEST_P(ApplyRotary, RandomShapesLayoutsAndTablesMatchTheReference) {
+    std::mt19937 rng(2026);
+    auto pick = [&](auto const &options) { return options[rng() % std::size(options)]; };
+    const std::vector<int64_t> dims{2, 4, 6, 8, 16, 34, 64, 80, 128, 256};
+    const std::vector<int64_t> lengths{1, 2, 3, 17, 64, 129, 300};
+    const std::vector<double> thetas{10.0, 10000.0, 500000.0};
+    const std::vector<double> scale_bases{16.0, 512.0, 8192.0};
+    const std::vector<std::vector<int64_t>> leadings{{}, {3}, {2}, {2, 3}, {1, 4}};
+    for (int iteration = 0; iteration < 60; iteration++) {
+        const int64_t d = pick(dims), n = pick(lengths);
+        const int64_t lq = 1 + rng() % n;
+        const bool xpos = rng() % 2;
+        const SinusoidalEmbeddings emb(d, pick(scale_bases), xpos, pick(thetas));
+        const RotaryTables t = tables(emb, n);
+        const Tensor q = random_tensor(with_leading(pick(leadings), lq, d), pick(kLayouts), rng);
+        const Tensor k = random_tensor(with_leading(pick(leadings), n, d), pick(kLayouts), rng);
+        const std::string what = "iteration " + std::to_string(iteration) + ": q " + q.shape_string() + " k " +
+                                 k.shape_string() + (xpos ? " xpos" : "") + " theta " + std::to_string(emb.theta());
+        run_and_check(q, k, t.freqs, xpos ? Scale(t.scale) : Scale(), pick(kLayouts), what);
+    }
+}
+
+TEST_P(ApplyRotary, EveryKindOfScale) {
+    std::mt19937 rng(11);
+    const int64_t n = 40, d = 24;
+    const RotaryTables t = tables(SinusoidalEmbeddings(d, 32.0, true), n);
+    const Tensor q = random_tensor({2, 9, d}, Layout::Contiguous, rng);
+    const Tensor k = random_tensor({2, n, d}, Layout::Contiguous, rng);
+    const Tensor row({1, d}), column({n, 1}), single({1, 1});
+    fill_uniform(row, rng, 0.5f, 2.0f);
+    fill_uniform(column, rng, 0.5f, 2.0f);
+    single.at({0, 0}) = 3.0f;
+    run_and_check(q, k, t.freqs, t.scale, Layout::Contiguous, "table");
+    run_and_check(q, k, t.freqs, row, Layout::Contiguous, "(1, d) table");
+    run_and_check(q, k, t.freqs, column, Layout::Contiguous, "(N, 1) table");
+    run_and_check(q, k, t.freqs, single, Layout::Contiguous, "one-element tensor");
+    run_and_check(q, k, t.freqs, 0.25, Layout::Contiguous, "scalar");
+    run_and_check(q, k, t.freqs, Scale(), Layout::Contiguous, "no scale");
+    // A strided (every other row) view of a table: scale is read through its strides.
+    const Tensor tall({2 * n, d});
+    fill_uniform(tall, rng, 0.5f, 2.0f);
+    const Tensor every_other = Tensor::wrap(tall.data(), {n, d}, {2 * d, 1});
+    run_and_check(q, k, t.freqs, every_other, Layout::Contiguous, "strided table");
+}
+
+// Angles up to 65535 rad: the range reduction of the cos/sin must hold there (SPEC 4).
+TEST_P(ApplyRotary, LongPositionsUpTo2To16) {
+    std::mt19937 rng(3);
+    const int64_t n = 1 << 16, d = 8;
+    const RotaryTables t = tables(SinusoidalEmbeddings(d, 8192.0, true), n);
+    const Tensor q = random_tensor({2, 5, d}, Layout::Contiguous, rng);
+    const Tensor k = random_tensor({1, n, d}, Layout::Contiguous, rng);
+    run_and_check(q, k, t.freqs, t.scale, Layout::Contiguous, "n = 65536");
+}
+
+// Random angles (not table products) and scales, as Zeta's own example passes.
+TEST_P(ApplyRotary, ArbitraryFreqsAndScales) {
+    std::mt19937 rng(5);
+    const Tensor freqs({33, 10}), scale({33, 10});
+    fill_uniform(freqs, rng, -100.0f, 100.0f);
+    fill_uniform(scale, rng, 0.1f, 10.0f);
+    const Tensor q = random_tensor({3, 2, 33, 10}, Layout::HeadsTransposed, rng);
+    const Tensor k = random_tensor({3, 33, 10}, Layout::PaddedRows, rng);
+    run_and_check(q, k, freqs, scale, Layout::PaddedRows, "random freqs");
+}
+
+TEST_P(ApplyRotary, EmptyTensorsAreValid) {
+    std::mt19937 rng(1);
+    const RotaryTables empty = tables(SinusoidalEmbeddings(8), 0);
+    EXPECT_NO_THROW(run_and_check(Tensor({2, 0, 8}), Tensor({2, 0, 8}), empty.freqs, {}, Layout::Contiguous, "n = 0"));
+    const RotaryTables t = tables(SinusoidalEmbeddings(8), 5);
+    const Tensor k = random_tensor({2, 5, 8}, Layout::Contiguous, rng);
+    run_and_check(Tensor({2, 0, 8}), k, t.freqs, {}, Layout::Contiguous, "no queries");
+    run_and_check(Tensor({0, 3, 8}), k, t.freqs, {}, Layout::Contiguous, "no query batches");
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, ApplyRotary, ::testing::ValuesIn(kKernelSets), kernel_set_name);
+
+// The public API (tuned kernels, allocating overloads) on the same checks.
+TEST(PublicApi, AllocatingOverloadsMatchTheReference) {
+    std::mt19937 rng(9);
+    const SinusoidalEmbeddings emb(128, 512.0, true);
+    const Tensor q = random_tensor({1, 4, 64, 128}, Layout::Contiguous, rng);
+    const Tensor k = random_tensor({1, 2, 256, 128}, Layout::HeadsTransposed, rng);
+    const RotaryTables t = emb.forward(k);
+    EXPECT_EQ(t.freqs.shape(), (std::vector<int64_t>{256, 128}));
+    const auto [q2, k2] = apply_rotary_pos_emb(q, k, t.freqs, t.scale);
+    check_rotation(q, q2, t.freqs, t.scale, false, kTol, "q'");
+    check_rotation(k, k2, t.freqs, t.scale, true, kTol, "k'");
+    const Tensor r = rotate_half(q);
+    EXPECT_EQ(r.at({0, 1, 2, 3}), -q.at({0, 1, 2, 67}));
+    EXPECT_EQ(r.at({0, 1, 2, 67}), q.at({0, 1, 2, 3}));
+}
+
+TEST(PublicApi, HalideBufferRoundTripSharesMemory) {
+    Halide::Runtime::Buffer<float> buffer(8, 5, 3);  // Halide order: d = 8 innermost
+    const Tensor t = Tensor::from_halide(buffer);
+    EXPECT_EQ(t.shape(), (std::vector<int64_t>{3, 5, 8}));
+    EXPECT_EQ(t.strides(), (std::vector<int64_t>{40, 8, 1}));
+    t.at({2, 4, 7}) = 42.0f;
+    EXPECT_EQ(buffer(7, 4, 2), 42.0f);
+    EXPECT_EQ(t.to_halide().data(), buffer.data());
+    const Tensor v = t.transpose(0, 1);
+    EXPECT_FALSE(v.is_contiguous());
+    EXPECT_EQ(v.contiguous().at({4, 2, 7}), 42.0f);
+}
+
+}  // namespace
+}  // namespace helix::test

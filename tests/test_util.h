@@ -1,0 +1,97 @@
+// Shared pieces of the helix tests: random tensors in several memory layouts, the kernel
+// sets every test runs over, and the comparison of a rotation against the reference.
+#pragma once
+
+#include "kernels.h"
+#include "reference.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace helix::test {
+
+// Every correctness test runs over each schedule's kernels through the same API code.
+struct KernelSet {
+    const char *name;
+    const detail::Kernels &(*get)();
+};
+inline const KernelSet kKernelSets[] = {{"tuned", detail::kernels_tuned}, {"baseline", detail::kernels_baseline}};
+
+inline std::string kernel_set_name(const ::testing::TestParamInfo<KernelSet> &info) { return info.param.name; }
+
+// Memory layouts of test tensors. Each keeps the last dimension dense (unit stride).
+enum class Layout {
+    Contiguous,
+    PaddedRows,       // rows longer than d, data starting off the vector alignment
+    HeadsTransposed,  // (b, n, h, d) memory viewed as (b, h, n, d), as attention code does
+};
+inline const Layout kLayouts[] = {Layout::Contiguous, Layout::PaddedRows, Layout::HeadsTransposed};
+
+inline void fill_uniform(const Tensor &t, std::mt19937 &rng, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &idx) { ref::element(t, idx) = dist(rng); });
+}
+
+inline Tensor make_tensor(const std::vector<int64_t> &shape, Layout layout) {
+    const int rank = static_cast<int>(shape.size());
+    if (layout == Layout::PaddedRows) {
+        std::vector<int64_t> padded = shape;
+        padded.back() += 5;
+        return Tensor(padded).narrow(-1, 3, shape.back());
+    }
+    if (layout == Layout::HeadsTransposed && rank >= 3) {
+        std::vector<int64_t> swapped = shape;
+        std::swap(swapped[rank - 2], swapped[rank - 3]);
+        return Tensor(swapped).transpose(-2, -3);
+    }
+    return Tensor(shape);
+}
+
+inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, std::mt19937 &rng) {
+    Tensor t = make_tensor(shape, layout);
+    fill_uniform(t, rng);
+    return t;
+}
+
+// The scale at table element (row, j): a table (broadcast dims allowed) or a scalar.
+inline double scale_at(const Scale &scale, int64_t row, int64_t j) {
+    const Tensor &s = scale.tensor();
+    if (!s.defined()) return scale.value();
+    if (s.numel() == 1) return *static_cast<const float *>(s.data());
+    return ref::element(s, {s.size(0) == 1 ? 0 : row, s.size(1) == 1 ? 0 : j});
+}
+
+// Checks x' = rotation of x by the rows [first_row, first_row + n) of freqs, with scale
+// (inverse = true: 1 / scale, as for keys), against the float64 reference with the
+// bound of SPEC section 4. Returns the largest error in units of that bound.
+inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &freqs, const Scale &scale,
+                             bool inverse, double tol, const std::string &what) {
+    const int64_t d = x.size(-1), half = d / 2, n = x.size(-2);
+    const int64_t first_row = freqs.size(0) - n;
+    double worst = 0;
+    int failures = 0;
+    ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
+        const int64_t j = idx.back(), row = first_row + idx[idx.size() - 2];
+        std::vector<int64_t> partner = idx;
+        partner.back() = j < half ? j + half : j - half;
+        const double s_table = scale_at(scale, row, j);
+        const double s = inverse ? 1.0 / s_table : s_table;
+        const ref::Rotated expected = ref::rotate(ref::element(x, idx), ref::element(x, partner), j < half,
+                                                  ref::element(freqs, {row, j}), s);
+        const double got = ref::element(out, idx);
+        const double err = std::fabs(got - expected.value);
+        const double bound = tol * expected.magnitude;
+        if (bound > 0) worst = std::max(worst, err / bound);
+        if (!(err <= bound) && failures++ < 5) {
+            ADD_FAILURE() << what << ": element (" << ::testing::PrintToString(idx) << ") = " << got << ", expected "
+                          << expected.value << " +- " << bound << " (row " << row << ", angle "
+                          << ref::element(freqs, {row, j}) << ", scale " << s << ")";
+        }
+    });
+    return worst;
+}
+
+}  // namespace helix::test
