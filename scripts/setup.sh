@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what helix needs to build and test: Debian packages (as root; otherwise it says
+# which are missing) and a project-local virtual environment (.venv) with the pinned
+# toolchain of requirements.txt. Safe to run again; needs the network only when something
+# is missing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# g++ builds everything; GoogleTest and Google Benchmark are Debian's; python3-venv makes .venv.
+packages=(g++ python3 python3-venv libgtest-dev libbenchmark-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]]; then
+        echo "setup: installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "setup: missing Debian packages: ${missing[*]}" >&2
+        echo "setup: run as root, or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+venv="$root/.venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "setup: creating $venv"
+    python3 -m venv "$venv"
+fi
+# With every pin already satisfied pip does not touch the network.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt"
+echo "setup: Halide $("$venv/bin/python" -m pip show halide | sed -n 's/^Version: //p') at $("$venv/bin/python" -c 'import halide; print(halide.install_dir())')"
