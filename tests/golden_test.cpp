@@ -55,12 +55,7 @@ const Golden &golden() {
 
 class GoldenVectors : public ::testing::TestWithParam<KernelSet> {
 protected:
-    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const {
-        RotaryTables t{Tensor({n, emb.dim()}),
-                       Tensor(emb.use_xpos() ? std::vector<int64_t>{n, emb.dim()} : std::vector<int64_t>{1})};
-        detail::sinusoidal_window(GetParam().get(), emb, n, 0, t.freqs, t.scale);
-        return t;
-    }
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const { return make_tables(GetParam().get(), emb, n); }
 
     static void expect_bitwise_equal(const Tensor &got, const Tensor &want, const std::string &what) {
         ASSERT_EQ(got.shape(), want.shape()) << what;

@@ -17,11 +17,7 @@ protected:
     const detail::Kernels &kernels() const { return GetParam().get(); }
     RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start = 0,
                         int64_t rows = -1) const {
-        if (rows < 0) rows = seq_len - start;
-        RotaryTables t{Tensor({rows, emb.dim()}), Tensor(emb.use_xpos() ? std::vector<int64_t>{rows, emb.dim()}
-                                                                          : std::vector<int64_t>{1})};
-        detail::sinusoidal_window(kernels(), emb, seq_len, start, t.freqs, t.scale);
-        return t;
+        return make_tables(kernels(), emb, seq_len, start, rows);
     }
 };
 
@@ -133,12 +129,7 @@ class ApplyRotary : public ::testing::TestWithParam<KernelSet> {
 protected:
     const detail::Kernels &kernels() const { return GetParam().get(); }
 
-    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const {
-        RotaryTables t{Tensor({n, emb.dim()}),
-                       Tensor(emb.use_xpos() ? std::vector<int64_t>{n, emb.dim()} : std::vector<int64_t>{1})};
-        detail::sinusoidal_window(kernels(), emb, n, 0, t.freqs, t.scale);
-        return t;
-    }
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const { return make_tables(kernels(), emb, n); }
 
     // Runs q' and k' into tensors of the given layout and checks both against the reference.
     void run_and_check(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale, Layout out_layout,

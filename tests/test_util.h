@@ -56,6 +56,17 @@ inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, st
     return t;
 }
 
+// Tables of rows [start, start + rows) of a seq_len-position sequence from a kernel set
+// (rows < 0: to the end).
+inline RotaryTables make_tables(const detail::Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len,
+                                int64_t start = 0, int64_t rows = -1) {
+    if (rows < 0) rows = seq_len - start;
+    RotaryTables t{Tensor({rows, emb.dim()}),
+                   Tensor(emb.use_xpos() ? std::vector<int64_t>{rows, emb.dim()} : std::vector<int64_t>{1})};
+    detail::sinusoidal_window(kernels, emb, seq_len, start, t.freqs, t.scale);
+    return t;
+}
+
 // The scale at table element (row, j): a table (broadcast dims allowed) or a scalar.
 inline double scale_at(const Scale &scale, int64_t row, int64_t j) {
     const Tensor &s = scale.tensor();
