@@ -5,7 +5,8 @@ include(CMakePackageConfigHelpers)
 
 install(TARGETS helix EXPORT helixTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY include/helix DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-find_path(HELIX_HALIDE_INCLUDE_DIR HalideBuffer.h HINTS "${Halide_DIR}/../../../include" NO_DEFAULT_PATH REQUIRED)
+find_path(HELIX_HALIDE_INCLUDE_DIR HalideBuffer.h HINTS "${HalideHelpers_DIR}/../../../include"
+          NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH REQUIRED)
 install(FILES ${HELIX_HALIDE_INCLUDE_DIR}/HalideBuffer.h ${HELIX_HALIDE_INCLUDE_DIR}/HalideRuntime.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/helix/halide)
 

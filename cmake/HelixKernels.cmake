@@ -6,10 +6,11 @@
 set(HELIX_ELEMENT_TYPES float32)
 set(HELIX_TYPE_SUFFIX_float32 f32)
 
-# helix_add_kernel(<lib> GENERATOR <name> TARGETS <halide targets...> RUNTIME <runtime>
+# helix_add_kernel(<lib> GENERATOR <name> TARGETS <halide targets...> [RUNTIME <runtime>]
 #                  [PARAMS <generator params...>] [ASSEMBLY <var>])
 # One Halide library whose C function is named <lib>. All helix kernels take a
-# user_context: it carries the per-call error sink (runtime/halide_glue.cpp).
+# user_context: it carries the per-call error sink (runtime/error.cpp). Without RUNTIME
+# the library gets a Halide runtime of its own.
 # ASSEMBLY <var> (single target only) sets <var> to the generated .s file.
 function(helix_add_kernel LIB)
     cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY" "TARGETS;PARAMS")
@@ -17,13 +18,17 @@ function(helix_add_kernel LIB)
     if (ARG_ASSEMBLY)
         set(extra_outputs ASSEMBLY asm_file)
     endif ()
+    set(runtime "")
+    if (ARG_RUNTIME)
+        set(runtime USE_RUNTIME ${ARG_RUNTIME})
+    endif ()
     add_halide_library(
         ${LIB} FROM helix_generators
         GENERATOR ${ARG_GENERATOR}
         FUNCTION_NAME ${LIB}
         TARGETS ${ARG_TARGETS}
         FEATURES user_context
-        USE_RUNTIME ${ARG_RUNTIME}
+        ${runtime}
         PARAMS ${ARG_PARAMS}
         ${extra_outputs})
     if (ARG_ASSEMBLY)
@@ -90,4 +95,30 @@ function(helix_object_files OUT)
         endforeach ()
     endforeach ()
     set(${OUT} ${objects} PARENT_SCOPE)
+endfunction()
+
+# helix_dispatch_branches(<arch> <out_var>): the branches of the default HELIX_TARGETS
+# of <arch> that the tests force one at a time (tests/test_main.cpp), best first; the
+# last is the baseline.
+function(helix_dispatch_branches ARCH OUT)
+    if (ARCH MATCHES "^(x86_64|AMD64)$")
+        set(${OUT} avx512 avx2 sse41 PARENT_SCOPE)
+    elseif (ARCH MATCHES "^(aarch64|arm64)$")
+        set(${OUT} arm_dot_prod neon PARENT_SCOPE)
+    else ()
+        set(${OUT} "" PARENT_SCOPE)
+    endif ()
+endfunction()
+
+# helix_assembly_checks(<arch> <out_var>): <name>|<Halide target>|<packed FMA regex>
+# entries, one per ISA whose tuned apply_rotary assembly the tests inspect.
+function(helix_assembly_checks ARCH OUT)
+    if (ARCH MATCHES "^(x86_64|AMD64)$")
+        set(${OUT} "avx512|x86-64-linux-avx512_skylake|vfmadd[0-9]+ps[ \t][-0-9a-z(),% \t]*%zmm"
+                   "avx2|x86-64-linux-avx2-fma-f16c|vfmadd[0-9]+ps[ \t][-0-9a-z(),% \t]*%ymm" PARENT_SCOPE)
+    elseif (ARCH MATCHES "^(aarch64|arm64)$")
+        set(${OUT} "neon|arm-64-linux|fmla[ \t]+v[0-9]+\\.4s" PARENT_SCOPE)
+    else ()
+        set(${OUT} "" PARENT_SCOPE)
+    endif ()
 endfunction()

@@ -78,14 +78,16 @@ inline Tuple cos_sin(Expr angle) {
     Expr a = cast<double>(angle);
     Expr k = Halide::round(a * f64(0.63661977236758134308));  // 2 / pi
     Expr r = cast<float>(a - k * f64(1.57079632679489661923));
-    Expr quadrant = cast<int>(k) & 3;
+    // k mod 4 as a float (0, 1, 2 or 3, exact): no float -> int conversion, whose
+    // truncating RVV forms (vfcvt.rtz) qemu 7.2 cannot emulate.
+    Expr quadrant = cast<float>(k - f64(4.0) * Halide::floor(k * f64(0.25)));
     Expr z = r * r;
     Expr sin_r = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
     Expr cos_r = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
                  0.5f * z + 1.0f;
     // a = k pi/2 + r: rotate (cos r, sin r) by the quadrant.
-    Expr c = select(quadrant == 0, cos_r, quadrant == 1, -sin_r, quadrant == 2, -cos_r, sin_r);
-    Expr s = select(quadrant == 0, sin_r, quadrant == 1, cos_r, quadrant == 2, -sin_r, -cos_r);
+    Expr c = select(quadrant == 0.0f, cos_r, quadrant == 1.0f, -sin_r, quadrant == 2.0f, -cos_r, sin_r);
+    Expr s = select(quadrant == 0.0f, sin_r, quadrant == 1.0f, cos_r, quadrant == 2.0f, -sin_r, -cos_r);
     return {c, s};
 }
 

@@ -1,6 +1,7 @@
-// GoogleTest main for helix. With HELIX_TEST_ISA=avx512|avx2|sse41 the multi-target
-// dispatchers are forced to that branch (and the test binary says SKIP, exit 77, when
-// the CPU lacks it), so ctest runs the whole suite once per ISA branch.
+// GoogleTest main for helix. With HELIX_TEST_ISA=<branch> the multi-target dispatchers
+// are forced to that branch (and the test binary says SKIP, exit 77, when the CPU lacks
+// it), so ctest runs the whole suite once per branch: avx512, avx2, sse41 (the x86-64
+// baseline), arm_dot_prod, neon (the AArch64 baseline).
 #include "kernels.h"
 
 #include <HalideRuntime.h>
@@ -16,37 +17,46 @@ namespace {
 
 bool has(const uint64_t *features, int feature) { return features[feature >> 6] & (uint64_t(1) << (feature & 63)); }
 
-enum class Isa { Avx512, Avx2, Sse41 };
-Isa forced_isa;
+// A branch and the rule that recognises its candidate among a dispatcher's queries; the
+// baselines are never queried (the dispatcher falls back to them), so they accept nothing.
+struct Branch {
+    const char *name;
+    int feature;  // the feature the branch needs from the CPU (-1: none)
+    bool (*is_candidate)(const uint64_t *features);
+};
+const Branch kBranches[] = {
+    {"avx512", halide_target_feature_avx512_skylake,
+     [](const uint64_t *f) { return has(f, halide_target_feature_avx512_skylake); }},
+    {"avx2", halide_target_feature_avx2,
+     [](const uint64_t *f) { return has(f, halide_target_feature_avx2) && !has(f, halide_target_feature_avx512_skylake); }},
+    {"sse41", -1, [](const uint64_t *) { return false; }},
+    {"arm_dot_prod", halide_target_feature_arm_dot_prod,
+     [](const uint64_t *f) { return has(f, halide_target_feature_arm_dot_prod); }},
+    {"neon", -1, [](const uint64_t *) { return false; }},
+};
+const Branch *forced = nullptr;
+
 struct Query {
-    bool avx512, avx2, accepted;
+    bool candidate, accepted;
 };
 std::vector<Query> queries;
 
-// A branch is accepted only if it is the forced one (and the CPU can run it); refusing
-// every branch selects the last, baseline one.
+// Accepts only the forced branch's candidate, and only if the CPU can run it.
 int forced_can_use(int count, const uint64_t *features) {
-    const bool avx512 = has(features, halide_target_feature_avx512_skylake);
-    const bool avx2 = has(features, halide_target_feature_avx2);
-    bool accept = false;
-    if (forced_isa == Isa::Avx512) accept = avx512;
-    if (forced_isa == Isa::Avx2) accept = avx2 && !avx512;
-    accept = accept && halide_default_can_use_target_features(count, features);
-    queries.push_back({avx512, avx2, accept});
+    const bool candidate = forced->is_candidate(features);
+    const bool accept = candidate && halide_default_can_use_target_features(count, features);
+    queries.push_back({candidate, accept});
     return accept;
 }
 
 bool cpu_supports(int feature) {
+    if (feature < 0) return true;
     uint64_t features[(halide_target_feature_end + 63) / 64] = {};
-    for (int f : {int(halide_target_feature_sse41), int(halide_target_feature_avx), int(halide_target_feature_f16c),
-                  int(halide_target_feature_fma), int(halide_target_feature_avx2), feature}) {
-        features[f >> 6] |= uint64_t(1) << (f & 63);
-    }
+    features[feature >> 6] |= uint64_t(1) << (feature & 63);
     return halide_default_can_use_target_features(int(sizeof(features) / sizeof(features[0])), features);
 }
 
 }  // namespace
-
 // Calls every kernel of every set once (a dispatcher decides at its first call), then
 // checks that each dispatcher consulted picked the forced branch.
 TEST(IsaDispatch, EveryDispatcherTookTheForcedBranch) {
@@ -64,11 +74,7 @@ TEST(IsaDispatch, EveryDispatcherTookTheForcedBranch) {
         detail::rotate_half(*kernels, Tensor({2, 8}), Tensor({2, 8}));
     }
     ASSERT_FALSE(queries.empty()) << "no multi-target dispatcher consulted the hook";
-    for (const Query &q : queries) {
-        if (forced_isa == Isa::Avx512) EXPECT_EQ(q.accepted, q.avx512);
-        if (forced_isa == Isa::Avx2) EXPECT_EQ(q.accepted, q.avx2 && !q.avx512);
-        if (forced_isa == Isa::Sse41) EXPECT_FALSE(q.accepted);
-    }
+    for (const Query &q : queries) EXPECT_EQ(q.accepted, q.candidate);
     int accepted = 0;
     for (const Query &q : queries) accepted += q.accepted;
     std::printf("[ISA] %s: %zu dispatcher queries, %d accepted\n", isa, queries.size(), accepted);
@@ -77,20 +83,14 @@ TEST(IsaDispatch, EveryDispatcherTookTheForcedBranch) {
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
     if (const char *isa = std::getenv("HELIX_TEST_ISA")) {
-        int required = halide_target_feature_sse41;
-        if (!std::strcmp(isa, "avx512")) {
-            forced_isa = Isa::Avx512;
-            required = halide_target_feature_avx512_skylake;
-        } else if (!std::strcmp(isa, "avx2")) {
-            forced_isa = Isa::Avx2;
-            required = halide_target_feature_avx2;
-        } else if (!std::strcmp(isa, "sse41")) {
-            forced_isa = Isa::Sse41;
-        } else {
-            std::fprintf(stderr, "HELIX_TEST_ISA must be avx512, avx2 or sse41, not %s\n", isa);
+        for (const Branch &b : kBranches) {
+            if (!std::strcmp(isa, b.name)) forced = &b;
+        }
+        if (!forced) {
+            std::fprintf(stderr, "HELIX_TEST_ISA=%s names no branch\n", isa);
             return 2;
         }
-        if (!cpu_supports(required)) {
+        if (!cpu_supports(forced->feature)) {
             std::printf("[SKIP] this CPU cannot run the %s branch\n", isa);
             return 77;
         }
