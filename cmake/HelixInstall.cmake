@@ -3,7 +3,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS helix EXPORT helixTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(TARGETS helix ${HELIX_GPU_ARCHIVES} EXPORT helixTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY include/helix DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 find_path(HELIX_HALIDE_INCLUDE_DIR HalideBuffer.h HINTS "${HalideHelpers_DIR}/../../../include"
           NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH REQUIRED)

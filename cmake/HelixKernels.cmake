@@ -7,20 +7,22 @@ set(HELIX_ELEMENT_TYPES float32)
 set(HELIX_TYPE_SUFFIX_float32 f32)
 
 # helix_add_kernel(<lib> GENERATOR <name> TARGETS <halide targets...> [RUNTIME <runtime>]
-#                  [PARAMS <generator params...>] [ASSEMBLY <var>])
+#                  [PARAMS <generator params...>] [ASSEMBLY <var>] [DEVICE_CODE <var>])
 # One Halide library whose C function is named <lib>. All helix kernels take a
 # user_context: it carries the per-call error sink (runtime/error.cpp). Without RUNTIME
-# the library gets a Halide runtime of its own.
-# ASSEMBLY <var> (single target only) sets <var> to the generated .s file.
+# the library gets a Halide runtime of its own. ASSEMBLY / DEVICE_CODE <var> (single
+# target only) set <var> to the generated .s / GPU source (PTX, OpenCL C) file.
 function(helix_add_kernel LIB)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY" "TARGETS;PARAMS")
-    set(extra_outputs "")
-    if (ARG_ASSEMBLY)
-        set(extra_outputs ASSEMBLY asm_file)
-    endif ()
-    set(runtime "")
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY;DEVICE_CODE" "TARGETS;PARAMS")
+    set(extra "")
     if (ARG_RUNTIME)
-        set(runtime USE_RUNTIME ${ARG_RUNTIME})
+        list(APPEND extra USE_RUNTIME ${ARG_RUNTIME})
+    endif ()
+    if (ARG_ASSEMBLY)
+        list(APPEND extra ASSEMBLY asm_file)
+    endif ()
+    if (ARG_DEVICE_CODE)
+        list(APPEND extra DEVICE_CODE device_file)
     endif ()
     add_halide_library(
         ${LIB} FROM helix_generators
@@ -28,55 +30,83 @@ function(helix_add_kernel LIB)
         FUNCTION_NAME ${LIB}
         TARGETS ${ARG_TARGETS}
         FEATURES user_context
-        ${runtime}
         PARAMS ${ARG_PARAMS}
-        ${extra_outputs})
+        ${extra})
     if (ARG_ASSEMBLY)
         set(${ARG_ASSEMBLY} "${asm_file}" PARENT_SCOPE)
     endif ()
+    if (ARG_DEVICE_CODE)
+        set(${ARG_DEVICE_CODE} "${device_file}" PARENT_SCOPE)
+    endif ()
 endfunction()
 
-# helix_add_kernel_set(<out_var> SCHEDULE <tuned|baseline> TARGETS <...> RUNTIME <runtime>)
-# Every kernel the C++ API dispatches to, for one schedule: named
-# helix_<op>[_<variant>][_<type>]_<schedule>, plus their table kernels_<schedule>()
+# helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
+#                      [RUNTIME <runtime>] [DEVICE_CODE <var>])
+# Every kernel the C++ API dispatches to, for one schedule and target list: named
+# helix_<op>[_<variant>][_<type>]_<set>, plus their table kernels_<set>()
 # (runtime/kernel_set.cpp). <out_var> receives the object files of all of them, for an
-# archive to carry.
+# archive to carry; DEVICE_CODE <var> the kernels' GPU sources (GPU targets only).
 function(helix_add_kernel_set OUT)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SCHEDULE;RUNTIME" "TARGETS")
-    set(s ${ARG_SCHEDULE})
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE" "TARGETS")
+    set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
+    if (ARG_DEVICE_CODE)
+        list(APPEND common DEVICE_CODE device_file)
+    endif ()
     set(libs "")
-
-    foreach (xpos IN ITEMS false true)
-        set(lib helix_sinusoidal_table_${s})
-        if (xpos)
-            set(lib helix_sinusoidal_table_xpos_${s})
-        endif ()
-        helix_add_kernel(${lib} GENERATOR sinusoidal_table ${common} PARAMS schedule=${s} xpos=${xpos})
+    set(device_files "")
+    macro(kernel lib)
+        helix_add_kernel(${lib} ${common} ${ARGN})
         list(APPEND libs ${lib})
-    endforeach ()
+        list(APPEND device_files ${device_file})
+    endmacro()
 
+    set(s schedule=${ARG_SCHEDULE})
+    kernel(helix_sinusoidal_table_${set} GENERATOR sinusoidal_table PARAMS ${s} xpos=false)
+    kernel(helix_sinusoidal_table_xpos_${set} GENERATOR sinusoidal_table PARAMS ${s} xpos=true)
     foreach (type IN LISTS HELIX_ELEMENT_TYPES)
         set(t ${HELIX_TYPE_SUFFIX_${type}})
-        helix_add_kernel(helix_rotate_half_${t}_${s} GENERATOR rotate_half ${common}
-                         PARAMS schedule=${s} element_type=${type})
-        helix_add_kernel(helix_apply_rotary_${t}_${s} GENERATOR apply_rotary ${common}
-                         PARAMS schedule=${s} element_type=${type} scale_table=false)
-        helix_add_kernel(helix_apply_rotary_table_${t}_${s} GENERATOR apply_rotary ${common}
-                         PARAMS schedule=${s} element_type=${type} scale_table=true)
-        list(APPEND libs helix_rotate_half_${t}_${s} helix_apply_rotary_${t}_${s}
-             helix_apply_rotary_table_${t}_${s})
+        kernel(helix_rotate_half_${t}_${set} GENERATOR rotate_half PARAMS ${s} element_type=${type})
+        kernel(helix_apply_rotary_${t}_${set} GENERATOR apply_rotary PARAMS ${s} element_type=${type} scale_table=false)
+        kernel(helix_apply_rotary_table_${t}_${set} GENERATOR apply_rotary PARAMS ${s} element_type=${type} scale_table=true)
     endforeach ()
 
-    set(table helix_kernel_table_${s})
+    set(table helix_kernel_table_${set})
     add_library(${table} OBJECT ${PROJECT_SOURCE_DIR}/runtime/kernel_set.cpp)
-    target_compile_definitions(${table} PRIVATE HELIX_SCHEDULE=${s})
+    target_compile_definitions(${table} PRIVATE HELIX_KERNEL_SET=${set})
     target_include_directories(${table} PRIVATE ${PROJECT_SOURCE_DIR}/include)
     set_target_properties(${table} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_link_libraries(${table} PRIVATE ${libs})  # their headers, built first
 
     helix_object_files(objects ${libs})
     set(${OUT} ${objects} $<TARGET_OBJECTS:${table}> PARENT_SCOPE)
+    if (ARG_DEVICE_CODE)
+        set(${ARG_DEVICE_CODE} ${device_files} PARENT_SCOPE)
+    endif ()
+endfunction()
+
+# helix_add_api_library(<name> OBJECTS <kernel objects...> RUNTIME <halide runtime>
+#                       [GPU <CUDA|OPENCL>] [SOURCES <extra sources...>])
+# A self-contained archive: the C++ API, the given kernel sets and one Halide runtime.
+# GPU names the backend the archive carries besides the CPU (runtime/backends.cpp).
+function(helix_add_api_library NAME)
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "RUNTIME;GPU" "OBJECTS;SOURCES")
+    helix_object_files(runtime_objects ${ARG_RUNTIME})
+    set(api ${PROJECT_SOURCE_DIR}/runtime)
+    add_library(${NAME} STATIC ${api}/backends.cpp ${api}/tensor.cpp $<TARGET_OBJECTS:helix_api_common>
+                ${ARG_SOURCES} ${ARG_OBJECTS} ${runtime_objects})
+    add_library(helix::${NAME} ALIAS ${NAME})
+    if (ARG_GPU)
+        target_compile_definitions(${NAME} PRIVATE HELIX_WITH_${ARG_GPU})
+    endif ()
+    set_target_properties(${NAME} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    target_include_directories(
+        ${NAME}
+        PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+               $<INSTALL_INTERFACE:include>
+               $<INSTALL_INTERFACE:include/helix/halide>)  # HalideBuffer.h, HalideRuntime.h
+    find_package(Threads REQUIRED)
+    target_link_libraries(${NAME} PUBLIC $<BUILD_INTERFACE:Halide::Runtime> Threads::Threads ${CMAKE_DL_LIBS})
 endfunction()
 
 # helix_object_files(<out_var> <halide library or runtime targets...>)

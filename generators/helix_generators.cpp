@@ -44,6 +44,7 @@ public:
     Input<float> theta{"theta"};
     Input<int32_t> seq_len{"seq_len"};  // N: xPos centres positions at N // 2
     Input<int32_t> start{"start"};      // position of the first row produced
+    Input<bool> rows_aligned{"rows_aligned"};  // every output row starts 16-byte aligned
     Input<float> *scale_base = nullptr;  // xpos only
     Output<Buffer<float, 3>> freqs{"freqs"};
     Output<Buffer<float, 3>> *scale = nullptr;  // xpos only
@@ -63,7 +64,8 @@ public:
         freqs(v.jj, v.half, v.n) = angle_(v.jj, v.n);
         if (xpos) {
             log2_zeta_(v.jj) = log2_f64(xpos_zeta(v.jj, dim));
-            scale_row_(v.jj, v.n) = xpos_scale(log2_zeta_(v.jj), xpos_power(position, seq_len, *scale_base));
+            power_(v.n) = xpos_power(position, seq_len, *scale_base);
+            scale_row_(v.jj, v.n) = xpos_scale(log2_zeta_(v.jj), power_(v.n));
             (*scale)(v.jj, v.half, v.n) = scale_row_(v.jj, v.n);
         }
     }
@@ -73,6 +75,7 @@ public:
         theta.set_estimate(10000.0f);
         seq_len.set_estimate(kEstRows);
         start.set_estimate(0);
+        rows_aligned.set_estimate(true);
         estimate_table(freqs);
         if (xpos) {
             dense_rows(*scale, 3);
@@ -81,6 +84,16 @@ public:
         }
         if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
         // Per-frequency constants: H values, computed once.
+        if (get_target().has_gpu_feature()) {
+            gpu::per_frequency(inv_freq_);
+            gpu::table(freqs, angle_, v, rows_aligned && gpu::strides_aligned(freqs));
+            if (xpos) {
+                gpu::per_frequency(log2_zeta_);
+                gpu::per_row(power_);
+                gpu::table(*scale, scale_row_, v, rows_aligned && gpu::strides_aligned(*scale));
+            }
+            return;
+        }
         inv_freq_.compute_root();
         cpu::table(freqs, angle_, v, get_target());
         if (xpos) {
@@ -91,7 +104,7 @@ public:
 
 private:
     Vars v;
-    Func inv_freq_{"inv_freq"}, angle_{"angle"}, log2_zeta_{"log2_zeta"}, scale_row_{"scale_row"};
+    Func inv_freq_{"inv_freq"}, angle_{"angle"}, log2_zeta_{"log2_zeta"}, power_{"power"}, scale_row_{"scale_row"};
 };
 
 // Zeta's rotate_half: (x1, x2) -> (-x2, x1) on the last dimension.
@@ -100,10 +113,12 @@ public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
 
+    Input<bool> *rows_aligned = nullptr;  // every row of x and out starts 16-byte aligned
     Input<Buffer<>> *x = nullptr;
     Output<Buffer<>> *out = nullptr;
 
     void configure() {
+        rows_aligned = add_input<bool>("rows_aligned");
         x = add_input<Buffer<>>("x", element_type, 5);
         out = add_output<Buffer<>>("out", element_type, 5);
     }
@@ -114,12 +129,17 @@ public:
     }
 
     void schedule() {
+        rows_aligned->set_estimate(true);
         dense_rows(*x, 5);
         dense_rows(*out, 5);
         estimate_tensor(*x);
         estimate_tensor(*out);
         if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
-        cpu::rows(*out, v, get_target());
+        if (get_target().has_gpu_feature()) {
+            gpu::rows(*out, v, *rows_aligned && gpu::strides_aligned(*x, *out));
+        } else {
+            cpu::rows(*out, v, get_target());
+        }
     }
 
 private:
@@ -137,6 +157,7 @@ public:
     GeneratorParam<Type> element_type{"element_type", Float(32)};
     GeneratorParam<bool> scale_table{"scale_table", true};
 
+    Input<bool> *rows_aligned = nullptr;  // every row of q, k, q_out, k_out starts 16-byte aligned
     Input<Buffer<>> *q = nullptr, *k = nullptr;
     Input<Buffer<float, 3>> *freqs = nullptr;
     Input<Buffer<float, 3>> *scale = nullptr;  // scale_table
@@ -144,6 +165,7 @@ public:
     Output<Buffer<>> *q_out = nullptr, *k_out = nullptr;
 
     void configure() {
+        rows_aligned = add_input<bool>("rows_aligned");
         q = add_input<Buffer<>>("q", element_type, 5);
         k = add_input<Buffer<>>("k", element_type, 5);
         freqs = add_input<Buffer<float, 3>>("freqs");
@@ -168,6 +190,7 @@ public:
     }
 
     void schedule() {
+        rows_aligned->set_estimate(true);
         for (auto *buf : {q, k}) {
             dense_rows(*buf, 5);
             estimate_tensor(*buf);
@@ -187,8 +210,13 @@ public:
             scale_value->set_estimate(1.0f);
         }
         if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
-        cpu::rotary_stream(*q_out, q_coef_, v, get_target());
-        cpu::rotary_stream(*k_out, k_coef_, v, get_target());
+        if (get_target().has_gpu_feature()) {
+            gpu::rotary_stream(*q_out, q_coef_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
+            gpu::rotary_stream(*k_out, k_coef_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
+        } else {
+            cpu::rotary_stream(*q_out, q_coef_, v, get_target());
+            cpu::rotary_stream(*k_out, k_coef_, v, get_target());
+        }
     }
 
 private:

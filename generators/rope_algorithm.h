@@ -72,15 +72,22 @@ inline Expr xpos_scale(Expr log2_zeta_f64, Expr power) {
 inline Expr log2_f64(Expr x) { return Halide::log(cast<double>(x)) * f64(1.4426950408889634074); }
 
 // (cos a, sin a) of a float32 angle, vectorizable and accurate for |a| up to ~2^30:
-// the quadrant reduction a - k pi/2 is done in double (exact enough for any table angle),
-// the polynomials in float32 on [-pi/4, pi/4] (Cephes sinf/cosf coefficients, < 1e-7 error).
+// the quadrant reduction a - k pi/2 is done in double with pi/2 split into three float32
+// parts (k p1 is exact in double; what is left of pi/2 is 1e-23), the
+// polynomials in float32 on [-pi/4, pi/4] (Cephes sinf/cosf coefficients, < 1e-7 error).
+// Every constant is a float32 value: Halide 21's OpenCL C backend prints double
+// constants through float (float_from_bits), which would cost 3e-8 rad per unit of k.
 inline Tuple cos_sin(Expr angle) {
     Expr a = cast<double>(angle);
-    Expr k = Halide::round(a * f64(0.63661977236758134308));  // 2 / pi
-    Expr r = cast<float>(a - k * f64(1.57079632679489661923));
+    Expr k = Halide::round(a * cast<double>(Expr(0.636619746685028076f)));  // ~2/pi: picks the quadrant
+    // strict_float keeps the three products apart (folded together, their sum would be
+    // rounded back to one float32 constant on OpenCL).
+    Expr r = cast<float>(Halide::strict_float(a - k * cast<double>(Expr(1.57079637050628662f)) -
+                                              k * cast<double>(Expr(-4.37113882867379e-08f)) -
+                                              k * cast<double>(Expr(-1.71512451000588e-15f))));
     // k mod 4 as a float (0, 1, 2 or 3, exact): no float -> int conversion, whose
     // truncating RVV forms (vfcvt.rtz) qemu 7.2 cannot emulate.
-    Expr quadrant = cast<float>(k - f64(4.0) * Halide::floor(k * f64(0.25)));
+    Expr quadrant = cast<float>(k - cast<double>(Expr(4.0f)) * Halide::floor(k * cast<double>(Expr(0.25f))));
     Expr z = r * r;
     Expr sin_r = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
     Expr cos_r = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -

@@ -1,6 +1,6 @@
 // Schedules of the helix generators, kept apart from the algorithms (rope_algorithm.h).
 // A generator picks one by its `schedule` GeneratorParam and by the target family:
-//   tuned    - the hand schedule for the target (CPU here; GPU families join as functions here);
+//   tuned    - the hand schedule for the target family (cpu:: or gpu:: below);
 //   baseline - no schedule at all: everything inlined, serial, scalar. The reference point
 //              for benchmarks and a second, independent code path for the tests.
 // Autoscheduled variants set no hand schedule (Generator::using_autoscheduler()).
@@ -84,4 +84,97 @@ inline void table(Func out, Func row_value, const Vars &v, const Target &t) {
 }
 
 }  // namespace cpu
+
+// GPU (CUDA, OpenCL, ...): a thread owns 4 consecutive features of both halves (16-byte
+// accesses) of one row; 16 such threads cover up to 64 features of a half and 16 rows
+// make a block. Wider rows loop inside the thread. Rows whose half width is a multiple of
+// 4 get the vector path; others (d = 2, 6, ...) a scalar one: Halide 21's OpenCL backend
+// cannot emit the predicated vector accesses a vector tail would need.
+namespace gpu {
+
+using Halide::Func;
+using Halide::Stage;
+using Halide::TailStrategy;
+using Halide::Var;
+
+constexpr int kFeaturesPerThread = 4, kThreadsPerRow = 16, kRowsPerBlock = 16;
+
+struct RowTile {
+    Var jb{"jb"}, jt{"jt"}, ji{"ji"}, no{"no"}, ni{"ni"};
+};
+
+// Whether every row of these buffers starts 16 bytes from the buffer's start times an
+// integer: the strides of all but the feature dimension are multiples of 4 elements.
+// (With the caller's rows_aligned input, which vouches for the start itself.)
+template <typename... Buffers>
+Halide::Expr strides_aligned(const Buffers &...buffers) {
+    Halide::Expr aligned = Halide::Internal::const_true();
+    auto add = [&](const auto &b) {
+        for (int d = 1; d < b.dimensions(); d++) aligned = aligned && b.dim(d).stride() % kFeaturesPerThread == 0;
+    };
+    (add(buffers), ...);
+    return aligned;
+}
+
+// Splits the features into (jb serial, jt threads, ji lanes) and the rows into
+// (no blocks, ni threads), in the vector specialization (half width a multiple of 4 and
+// rows aligned: 16-byte accesses) and in the scalar fallback; then `finish` orders and
+// maps the loops of each.
+template <typename Finish>
+void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, Finish finish) {
+    auto tile = [&](Stage s, bool vector) {
+        Var jo{"jo"};
+        s.split(v.jj, jo, t.ji, kFeaturesPerThread, vector ? TailStrategy::RoundUp : TailStrategy::GuardWithIf)
+            .split(jo, t.jb, t.jt, kThreadsPerRow, TailStrategy::GuardWithIf)
+            .split(v.n, t.no, t.ni, kRowsPerBlock, TailStrategy::GuardWithIf)
+            .unroll(v.half);
+        if (vector) s.vectorize(t.ji);
+        finish(s);
+    };
+    tile(out.specialize(out.output_buffer().dim(0).extent() % kFeaturesPerThread == 0 && aligned), true);
+    tile(out, false);
+}
+
+// apply_rotary, one output stream: coef (cos*s, sin*s) is computed by each thread for its
+// features and row, then reused for up to 8 heads/batches looped inside the thread.
+inline void rotary_stream(Func out, Func coef, const Vars &v, Halide::Expr aligned) {
+    RowTile t;
+    Var hb{"hb"}, hbo{"hbo"}, hbi{"hbi"};
+    tile_rows(out, v, t, aligned, [&](Stage s) {
+        s.fuse(v.h, v.b, hb)
+            .split(hb, hbo, hbi, 8, TailStrategy::GuardWithIf)
+            .reorder(t.ji, v.half, hbi, t.jb, t.jt, t.ni, t.no, hbo)
+            .gpu_threads(t.jt, t.ni)
+            .gpu_blocks(t.no, hbo);
+    });
+    coef.compute_at(out, t.jb).unroll(v.half);
+}
+
+// A pointwise output over (jj, half, n, h, b): rotate_half.
+inline void rows(Func out, const Vars &v, Halide::Expr aligned) {
+    RowTile t;
+    Var hb{"hb"};
+    tile_rows(out, v, t, aligned, [&](Stage s) {
+        s.fuse(v.h, v.b, hb).reorder(t.ji, v.half, t.jb, t.jt, t.ni, t.no, hb).gpu_threads(t.jt, t.ni).gpu_blocks(t.no, hb);
+    });
+}
+
+// A table over (jj, half, n) whose row value does not depend on half.
+inline void table(Func out, Func row_value, const Vars &v, Halide::Expr aligned) {
+    RowTile t;
+    tile_rows(out, v, t, aligned, [&](Stage s) {
+        s.reorder(t.ji, v.half, t.jb, t.jt, t.ni, t.no).gpu_threads(t.jt, t.ni).gpu_blocks(t.no);
+    });
+    row_value.compute_at(out, t.jb);
+}
+
+// A per-frequency vector (jj): H values, computed once on the host (libm's correctly
+// rounded double pow and log, as on the CPU) and copied over; not worth a kernel launch.
+inline void per_frequency(Func f) { f.compute_root(); }
+
+// A per-row vector (n) that must be rounded exactly as written (a float32 division):
+// computed on the host, where division is correctly rounded (GPU fast-math division is not).
+inline void per_row(Func f) { f.compute_root(); }
+
+}  // namespace gpu
 }  // namespace helix::gen

@@ -13,18 +13,22 @@ namespace helix::detail {
 
 struct TypedKernels {
     DType dtype;
-    int (*rotate_half)(const void *, halide_buffer_t *x, halide_buffer_t *out);
-    int (*apply_rotary)(const void *, halide_buffer_t *q, halide_buffer_t *k, halide_buffer_t *freqs, float scale,
-                        halide_buffer_t *q_out, halide_buffer_t *k_out);
-    int (*apply_rotary_table)(const void *, halide_buffer_t *q, halide_buffer_t *k, halide_buffer_t *freqs,
-                              halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+    // rows_aligned: every row of the tensors starts 16-byte aligned (GPU kernels then use
+    // 16-byte accesses where the strides allow).
+    int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);
+    int (*apply_rotary)(const void *, bool rows_aligned, halide_buffer_t *q, halide_buffer_t *k, halide_buffer_t *freqs,
+                        float scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+    int (*apply_rotary_table)(const void *, bool rows_aligned, halide_buffer_t *q, halide_buffer_t *k,
+                              halide_buffer_t *freqs, halide_buffer_t *scale, halide_buffer_t *q_out,
+                              halide_buffer_t *k_out);
 };
 
 struct Kernels {
     const char *schedule;
-    int (*sinusoidal_table)(const void *, float theta, int32_t seq_len, int32_t start, halide_buffer_t *freqs);
-    int (*sinusoidal_table_xpos)(const void *, float theta, int32_t seq_len, int32_t start, float scale_base,
-                                 halide_buffer_t *freqs, halide_buffer_t *scale);
+    int (*sinusoidal_table)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
+                            halide_buffer_t *freqs);
+    int (*sinusoidal_table_xpos)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
+                                 float scale_base, halide_buffer_t *freqs, halide_buffer_t *scale);
     std::vector<TypedKernels> typed;
 
     // The kernels for one element type, or nullptr when none were built for it.
@@ -35,6 +39,8 @@ struct Kernels {
 // whose libraries are multi-target (dispatched on the CPU's ISA at the first call).
 const Kernels &kernels_tuned();
 const Kernels &kernels_baseline();
+const Kernels &kernels_cuda();    // helix_cuda only
+const Kernels &kernels_opencl();  // helix_opencl only
 inline const Kernels &tuned_kernels() { return kernels_tuned(); }
 
 // The operations of helix.h over a given kernel set.

@@ -1,5 +1,6 @@
 // The operations of helix.h: argument checks (SPEC section 3), the zero-copy views the
 // kernels take, and the kernel calls.
+#include "backends.h"
 #include "error.h"
 #include "kernels.h"
 
@@ -13,29 +14,59 @@ namespace helix {
 namespace detail {
 namespace {
 
-using Buffer = Halide::Runtime::Buffer<>;
-
 // ---- views --------------------------------------------------------------------------
 
-// The kernels' view of a (..., n, d) tensor: (jj, half, n, h, b, ...) with d = 2H split
-// into halves (feature j = jj + half * H), missing leading dimensions of extent 1. An
-// empty tensor becomes zero rows of one head and batch: the kernels' fused loops need
-// every dimension but the rows to be non-empty.
-Buffer pair_view(const Tensor &t, int dims) {
-    const int rank = t.rank();
-    const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
-    const int32_t feature_stride = static_cast<int32_t>(t.stride(-1));
-    std::vector<halide_dimension_t> shape(dims);
-    shape[0] = halide_dimension_t(0, half_width, feature_stride);
-    shape[1] = halide_dimension_t(0, 2, half_width * feature_stride);
-    for (int i = 2; i < dims; i++) {
-        const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
-        shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)), static_cast<int32_t>(t.stride(dim)))
-                            : halide_dimension_t(0, 1, 0);
-        if (t.numel() == 0) shape[i].extent = i == 2 ? 0 : 1;
+constexpr int kMaxViewDims = 5;
+
+// A kernel's view of a tensor's memory: the tensor's halide_buffer_t (host pointer,
+// device handle and flags alike) with other dimensions. Built in place, not copied: it
+// points into itself.
+class KernelView {
+public:
+    KernelView(const Tensor &t, int dims, const halide_dimension_t *shape) : buf_(*t.to_halide().raw_buffer()) {
+        std::copy(shape, shape + dims, dims_);
+        buf_.dimensions = dims;
+        buf_.dim = dims_;
     }
-    return Buffer(t.to_halide().type(), t.data(), dims, shape.data());
-}
+    // The kernels' view of a (..., n, d) tensor: (jj, half, n, h, b, ...) with d = 2H
+    // split into halves (feature j = jj + half * H), missing leading dimensions of
+    // extent 1.
+    KernelView(const Tensor &t, int dims) : KernelView(t, dims, pair_shape(t, dims).data()) {}
+    KernelView(const KernelView &) = delete;
+    KernelView &operator=(const KernelView &) = delete;
+
+    halide_buffer_t *raw() { return &buf_; }
+    // Whether the view starts 16-byte aligned: its host address, or on CUDA its device
+    // address (OpenCL views are cl_mem objects, aligned by the driver).
+    bool start_aligned() const {
+        if (buf_.host) return reinterpret_cast<uintptr_t>(buf_.host) % 16 == 0;
+        return buf_.device_interface && device_of(buf_) == Device::OpenCL ? true : buf_.device % 16 == 0;
+    }
+    // An output's flags (device copy newer than the host's) back onto its tensor.
+    void mark_written(const Tensor &t) const {
+        const_cast<halide_buffer_t *>(t.to_halide().raw_buffer())->flags = buf_.flags;
+    }
+
+private:
+    static std::vector<halide_dimension_t> pair_shape(const Tensor &t, int dims) {
+        const int rank = t.rank();
+        const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
+        const int32_t feature_stride = static_cast<int32_t>(t.stride(-1));
+        std::vector<halide_dimension_t> shape(dims);
+        shape[0] = halide_dimension_t(0, half_width, feature_stride);
+        shape[1] = halide_dimension_t(0, 2, half_width * feature_stride);
+        for (int i = 2; i < dims; i++) {
+            const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
+            shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)),
+                                                      static_cast<int32_t>(t.stride(dim)))
+                                : halide_dimension_t(0, 1, 0);
+        }
+        return shape;
+    }
+
+    halide_buffer_t buf_;
+    halide_dimension_t dims_[kMaxViewDims];
+};
 
 constexpr int kTensorDims = 5;  // (jj, half, n, h, b)
 constexpr int kTableDims = 3;   // (jj, half, n)
@@ -90,7 +121,8 @@ void require_shape(const char *op, const char *name, const Tensor &t, const std:
     }
 }
 
-// Byte range [lo, hi) spanned by a tensor; empty for a tensor with no elements.
+// Byte range [lo, hi) spanned by a tensor in host memory or, on CUDA, in device
+// addresses; empty for a tensor with no elements.
 std::pair<uintptr_t, uintptr_t> span(const Tensor &t) {
     if (!t.defined() || t.numel() == 0) return {0, 0};
     const int64_t bytes = t.to_halide().type().bytes();
@@ -100,14 +132,20 @@ std::pair<uintptr_t, uintptr_t> span(const Tensor &t) {
         lo += std::min<int64_t>(reach, 0);
         hi += std::max<int64_t>(reach, 0);
     }
-    const auto base = reinterpret_cast<uintptr_t>(t.data());
+    const auto base = t.data() ? reinterpret_cast<uintptr_t>(t.data()) : uintptr_t(t.to_halide().raw_buffer()->device);
     return {base + lo * bytes, base + (hi + 1) * bytes};
 }
 
 bool overlap(const Tensor &a, const Tensor &b) {
+    if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0) return false;
+    // OpenCL handles are cl_mem objects, not addresses: only views of the same object
+    // are recognised as overlapping.
+    if (a.device() == Device::OpenCL || b.device() == Device::OpenCL) {
+        return a.device() == b.device() && a.to_halide().raw_buffer()->device == b.to_halide().raw_buffer()->device;
+    }
     const auto [a_lo, a_hi] = span(a);
     const auto [b_lo, b_hi] = span(b);
-    return a_lo < a_hi && b_lo < b_hi && a_lo < b_hi && b_lo < a_hi;
+    return a_lo < b_hi && b_lo < a_hi;
 }
 
 struct Named {
@@ -131,6 +169,23 @@ void require_disjoint(const char *op, std::initializer_list<Named> outputs, std:
             }
         }
     }
+}
+
+// Every tensor of a call lives on the device of the first one.
+void require_same_device(const char *op, std::initializer_list<Named> tensors) {
+    const Named &first = *tensors.begin();
+    for (const Named &t : tensors) {
+        if (t.tensor->defined() && t.tensor->device() != first.tensor->device()) {
+            reject(op, t.name, "device " + to_string(first.tensor->device()) + " (the device of " + first.name + ")",
+                   to_string(t.tensor->device()));
+        }
+    }
+}
+
+// The value of a one-element float32 tensor, on whichever device it lives.
+float scalar_value(const Tensor &t) {
+    const Tensor host = t.device() == Device::CPU ? t : t.to(Device::CPU);
+    return *static_cast<const float *>(host.data());
 }
 
 int32_t require_int32(const char *op, const char *name, int64_t value, int64_t lo) {
@@ -174,23 +229,30 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     }
     require_disjoint(op, {{"scale", &scale}}, {{"freqs", &freqs}});
 
+    require_same_device(op, {{"freqs", &freqs}, {"scale", &scale}});
     if (!emb.use_xpos()) {
-        Halide::Runtime::Buffer<float>(scale.to_halide()).fill(1.0f);
+        const Tensor one(scale.shape());
+        Halide::Runtime::Buffer<float>(one.to_halide()).fill(1.0f);
+        scale.copy_from(one);
     }
     if (rows == 0) return;
-    Buffer freqs_view = pair_view(freqs, kTableDims);
+    KernelView freqs_view(freqs, kTableDims);
     const float theta = static_cast<float>(emb.theta());
     const int32_t first = static_cast<int32_t>(start);
     if (emb.use_xpos()) {
-        Buffer scale_view = pair_view(scale, kTableDims);
+        KernelView scale_view(scale, kTableDims);
         const float scale_base = static_cast<float>(*emb.scale_base());
         run_kernel(op, [&](void *uc) {
-            return kernels.sinusoidal_table_xpos(uc, theta, n, first, scale_base, freqs_view.raw_buffer(),
-                                                 scale_view.raw_buffer());
+            return kernels.sinusoidal_table_xpos(uc, theta, n, first, freqs_view.start_aligned() && scale_view.start_aligned(),
+                                                 scale_base, freqs_view.raw(), scale_view.raw());
         });
+        scale_view.mark_written(scale);
     } else {
-        run_kernel(op, [&](void *uc) { return kernels.sinusoidal_table(uc, theta, n, first, freqs_view.raw_buffer()); });
+        run_kernel(op, [&](void *uc) {
+            return kernels.sinusoidal_table(uc, theta, n, first, freqs_view.start_aligned(), freqs_view.raw());
+        });
     }
+    freqs_view.mark_written(freqs);
 }
 
 // ---- rotate_half --------------------------------------------------------------------
@@ -204,10 +266,13 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out) {
     require_shape(op, "out", out, x.shape(), " (the shape of x)");
     require_dtype(op, "out", out, x.dtype(), " (the dtype of x)");
     require_unit_feature_stride(op, "out", out);
+    require_same_device(op, {{"x", &x}, {"out", &out}});
     require_disjoint(op, {{"out", &out}}, {{"x", &x}});
     if (x.numel() == 0) return;
-    Buffer x_view = pair_view(x, kTensorDims), out_view = pair_view(out, kTensorDims);
-    run_kernel(op, [&](void *uc) { return typed.rotate_half(uc, x_view.raw_buffer(), out_view.raw_buffer()); });
+    KernelView x_view(x, kTensorDims), out_view(out, kTensorDims);
+    const bool aligned = x_view.start_aligned() && out_view.start_aligned();
+    run_kernel(op, [&](void *uc) { return typed.rotate_half(uc, aligned, x_view.raw(), out_view.raw()); });
+    out_view.mark_written(out);
 }
 
 // ---- apply_rotary_pos_emb -----------------------------------------------------------
@@ -248,7 +313,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
     if (s.defined()) {
         require_dtype(op, "scale", s, DType::Float32, " (tables are float32)");
         if (s.numel() == 1) {
-            scale_value = *static_cast<const float *>(s.data());
+            scale_value = scalar_value(s);
         } else if (s.rank() == 2 && (s.size(0) == rows || s.size(0) == 1) && (s.size(1) == dim || s.size(1) == 1)) {
             use_table = true;
         } else {
@@ -263,13 +328,23 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
         require_dtype(op, x.name, *x.tensor, q.dtype(), " (the dtype of q)");
         require_unit_feature_stride(op, x.name, *x.tensor);
     }
+    require_same_device(op, {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}, {"q_out", &q_out},
+                             {"k_out", &k_out}});
     require_disjoint(op, {{"q_out", &q_out}, {"k_out", &k_out}},
                      {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}});
     if (q.numel() == 0 && k.numel() == 0) return;
 
-    Buffer q_view = pair_view(q, kTensorDims), k_view = pair_view(k, kTensorDims);
-    Buffer qo_view = pair_view(q_out, kTensorDims), ko_view = pair_view(k_out, kTensorDims);
-    Buffer f_view = pair_view(freqs, kTableDims);
+    // One stream empty, the other not: the empty one runs on a one-head scratch instead
+    // (the kernels' fused loops and GPU launches need non-empty extents); its result is
+    // dropped. Only this corner case allocates.
+    auto scratch = [&](const Tensor &t, int64_t n) { return t.numel() ? t : Tensor({n, dim}, q.dtype(), q.device()); };
+    const Tensor q_in = scratch(q, 1), q_res = scratch(q_out, 1);
+    const Tensor k_in = scratch(k, rows), k_res = scratch(k_out, rows);
+    KernelView q_view(q_in, kTensorDims), k_view(k_in, kTensorDims);
+    KernelView qo_view(q_res, kTensorDims), ko_view(k_res, kTensorDims);
+    KernelView f_view(freqs, kTableDims);
+    const bool aligned =
+        q_view.start_aligned() && k_view.start_aligned() && qo_view.start_aligned() && ko_view.start_aligned();
     if (use_table) {
         // Broadcast dimensions of the scale table become stride-0 dimensions.
         const int32_t half_width = static_cast<int32_t>(dim / 2);
@@ -278,17 +353,19 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
         halide_dimension_t shape[kTableDims] = {halide_dimension_t(0, half_width, col),
                                                 halide_dimension_t(0, 2, half_width * col),
                                                 halide_dimension_t(0, static_cast<int32_t>(rows), row)};
-        Buffer s_view(s.to_halide().type(), s.data(), kTableDims, shape);
+        KernelView s_view(s, kTableDims, shape);
         run_kernel(op, [&](void *uc) {
-            return typed.apply_rotary_table(uc, q_view.raw_buffer(), k_view.raw_buffer(), f_view.raw_buffer(),
-                                            s_view.raw_buffer(), qo_view.raw_buffer(), ko_view.raw_buffer());
+            return typed.apply_rotary_table(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), s_view.raw(),
+                                            qo_view.raw(), ko_view.raw());
         });
     } else {
         run_kernel(op, [&](void *uc) {
-            return typed.apply_rotary(uc, q_view.raw_buffer(), k_view.raw_buffer(), f_view.raw_buffer(), scale_value,
-                                      qo_view.raw_buffer(), ko_view.raw_buffer());
+            return typed.apply_rotary(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), scale_value,
+                                      qo_view.raw(), ko_view.raw());
         });
     }
+    qo_view.mark_written(q_res);
+    ko_view.mark_written(k_res);
 }
 
 }  // namespace detail
@@ -315,13 +392,14 @@ RotaryTables SinusoidalEmbeddings::forward(const Tensor &x) const {
         detail::reject("SinusoidalEmbeddings::forward", "x", "rank >= 2 (its size(-2) is the sequence length)",
                        x.defined() ? "rank " + detail::str(x.rank()) : "an undefined tensor");
     }
-    return forward(x.size(-2));
+    return forward(x.size(-2), x.device());
 }
 
-RotaryTables SinusoidalEmbeddings::forward(int64_t seq_len) const {
+RotaryTables SinusoidalEmbeddings::forward(int64_t seq_len, Device device) const {
     if (seq_len < 0) detail::reject("SinusoidalEmbeddings::forward", "seq_len", "a value >= 0", detail::str(seq_len));
     const std::vector<int64_t> table_shape{seq_len, dim_};
-    RotaryTables tables{Tensor(table_shape), Tensor(use_xpos_ ? table_shape : std::vector<int64_t>{1})};
+    RotaryTables tables{Tensor(table_shape, DType::Float32, device),
+                        Tensor(use_xpos_ ? table_shape : std::vector<int64_t>{1}, DType::Float32, device)};
     forward(seq_len, tables.freqs, tables.scale);
     return tables;
 }
@@ -330,29 +408,43 @@ void SinusoidalEmbeddings::forward(int64_t seq_len, const Tensor &freqs, const T
     window(seq_len, 0, freqs, scale);
 }
 
+namespace {
+
+// The kernels of the device the first (defined) tensor lives on; the operations check
+// that the others live there too.
+const detail::Kernels &kernels_for(const char *op, const char *name, const Tensor &t) {
+    return t.defined() ? detail::require_backend(op, name, t.device()).kernels() : detail::tuned_kernels();
+}
+
+Tensor like(const Tensor &t) { return t.defined() ? Tensor(t.shape(), t.dtype(), t.device()) : Tensor(); }
+
+}  // namespace
+
 void SinusoidalEmbeddings::window(int64_t seq_len, int64_t start, const Tensor &freqs, const Tensor &scale) const {
-    detail::sinusoidal_window(detail::tuned_kernels(), *this, seq_len, start, freqs, scale);
+    const char *op = "SinusoidalEmbeddings";
+    detail::sinusoidal_window(kernels_for(op, "freqs", freqs), *this, seq_len, start, freqs, scale);
 }
 
 Tensor rotate_half(const Tensor &x) {
-    Tensor out = x.defined() ? Tensor(x.shape(), x.dtype()) : Tensor();
+    Tensor out = like(x);
     rotate_half(x, out);
     return out;
 }
 
-void rotate_half(const Tensor &x, const Tensor &out) { detail::rotate_half(detail::tuned_kernels(), x, out); }
+void rotate_half(const Tensor &x, const Tensor &out) {
+    detail::rotate_half(kernels_for("rotate_half", "x", x), x, out);
+}
 
 std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
                                                const Scale &scale) {
-    Tensor q_out = q.defined() ? Tensor(q.shape(), q.dtype()) : Tensor();
-    Tensor k_out = k.defined() ? Tensor(k.shape(), k.dtype()) : Tensor();
+    Tensor q_out = like(q), k_out = like(k);
     apply_rotary_pos_emb(q, k, freqs, scale, q_out, k_out);
     return {q_out, k_out};
 }
 
 void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
                           const Tensor &q_out, const Tensor &k_out) {
-    detail::apply_rotary_pos_emb(detail::tuned_kernels(), q, k, freqs, scale, q_out, k_out);
+    detail::apply_rotary_pos_emb(kernels_for("apply_rotary_pos_emb", "q", q), q, k, freqs, scale, q_out, k_out);
 }
 
 int set_num_threads(int threads) {

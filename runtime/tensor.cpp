@@ -1,5 +1,13 @@
+#include "backends.h"
 #include "error.h"
 #include "helix/helix.h"
+
+#ifdef HELIX_WITH_CUDA
+#include <HalideRuntimeCuda.h>
+#endif
+#ifdef HELIX_WITH_OPENCL
+#include <HalideRuntimeOpenCL.h>
+#endif
 
 #include <cstring>
 #include <limits>
@@ -51,11 +59,21 @@ std::string to_string(DType dtype) {
     return "unknown";
 }
 
-Tensor::Tensor(const std::vector<int64_t> &shape, DType dtype) {
+Tensor::Tensor(const std::vector<int64_t> &shape, DType dtype, Device device) {
     auto dims = halide_dims("Tensor", shape, {});
     buffer_ = Halide::Runtime::Buffer<>(halide_type(dtype), nullptr, static_cast<int>(dims.size()), dims.data());
-    buffer_.allocate();
-    if (buffer_.size_in_bytes()) std::memset(buffer_.data(), 0, buffer_.size_in_bytes());
+    if (device == Device::CPU) {
+        buffer_.allocate();
+        if (buffer_.size_in_bytes()) std::memset(buffer_.data(), 0, buffer_.size_in_bytes());
+        return;
+    }
+    const detail::Backend &backend = detail::require_backend("Tensor", "device", device);
+    if (buffer_.number_of_elements() == 0) {
+        buffer_.raw_buffer()->device_interface = backend.interface();  // on the device, with nothing to allocate
+        return;
+    }
+    detail::CallContext context;
+    context.check("Tensor", buffer_.device_malloc(backend.interface(), &context));
 }
 
 Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::vector<int64_t> &strides,
@@ -66,6 +84,24 @@ Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::ve
     }
     auto dims = halide_dims("Tensor::wrap", shape, strides);
     return Tensor(Shares{}, Halide::Runtime::Buffer<>(halide_type(dtype), data, static_cast<int>(dims.size()), dims.data()));
+}
+
+Tensor Tensor::wrap_device(Device device, uint64_t handle, const std::vector<int64_t> &shape,
+                           const std::vector<int64_t> &strides, DType dtype) {
+    Tensor t = wrap(nullptr, shape, strides, dtype);
+    detail::require_backend("Tensor::wrap_device", "device", device);
+    detail::CallContext context;
+    int rc = halide_error_code_device_wrap_native_failed;
+#ifdef HELIX_WITH_CUDA
+    if (device == Device::CUDA) rc = halide_cuda_wrap_device_ptr(&context, t.buffer_.raw_buffer(), handle);
+#endif
+#ifdef HELIX_WITH_OPENCL
+    if (device == Device::OpenCL) rc = halide_opencl_wrap_cl_mem(&context, t.buffer_.raw_buffer(), handle);
+#endif
+    if (device == Device::CPU) detail::reject("Tensor::wrap_device", "device", "a GPU device", "cpu (use wrap)");
+    (void)handle;
+    context.check("Tensor::wrap_device", rc);
+    return t;
 }
 
 Tensor Tensor::from_halide(const Halide::Runtime::Buffer<> &buffer) {
@@ -108,6 +144,8 @@ int64_t Tensor::numel() const {
     return n;
 }
 
+Device Tensor::device() const { return detail::device_of(*buffer_.raw_buffer()); }
+
 DType Tensor::dtype() const {
     const halide_type_t t = buffer_.type();
     if (t.code == halide_type_bfloat) return DType::BFloat16;
@@ -140,13 +178,31 @@ Tensor Tensor::transpose(int dim0, int dim1) const {
     return Tensor(Shares{}, std::move(view));
 }
 
-Tensor Tensor::contiguous() const {
-    Tensor out(shape(), dtype());
-    out.buffer_.copy_from(buffer_);
+Tensor Tensor::contiguous() const { return to(device()); }
+
+Tensor Tensor::to(Device device) const {
+    Tensor out(shape(), dtype(), device);
+    out.copy_from(*this);
     return out;
 }
 
+void Tensor::copy_from(const Tensor &src) const {
+    if (src.shape() != shape() || src.dtype() != dtype()) {
+        detail::reject("Tensor::copy_from", "src", "shape " + shape_string() + " and dtype " + to_string(dtype()),
+                       "shape " + src.shape_string() + " and dtype " + to_string(src.dtype()));
+    }
+    if (numel() == 0) return;
+    const detail::Backend &to_backend = detail::require_backend("Tensor::copy_from", "this", device());
+    detail::CallContext context;
+    // halide_buffer_copy reads the source's device copy when it has no host memory or the
+    // device copy is the newer one; the destination is marked dirty where it was written.
+    halide_buffer_t *s = const_cast<halide_buffer_t *>(src.buffer_.raw_buffer());
+    context.check("Tensor::copy_from",
+                  halide_buffer_copy(&context, s, to_backend.interface(), const_cast<Tensor &>(*this).buffer_.raw_buffer()));
+}
+
 float &Tensor::at(std::initializer_list<int64_t> index) const {
+    if (device() != Device::CPU) detail::reject("Tensor::at", "tensor", "a cpu tensor", to_string(device()));
     if (dtype() != DType::Float32) {
         detail::reject("Tensor::at", "tensor", "dtype float32", to_string(dtype()));
     }

@@ -4,6 +4,8 @@
 #include "error.h"
 #include "test_util.h"
 
+#include <algorithm>
+
 namespace helix::test {
 namespace {
 
@@ -251,6 +253,26 @@ TEST(Errors, UndefinedTensor) {
     expect_error([&] { a.apply(); }, {"k", "a defined tensor", "given an undefined tensor"});
 }
 
+TEST(Errors, DeviceThisBuildLacks) {
+    for (Device device : {Device::CUDA, Device::OpenCL}) {
+        if (find(supported_devices().begin(), supported_devices().end(), device) != supported_devices().end()) continue;
+        expect_error([&] { Tensor({2, 8}, DType::Float32, device); },
+                     {"device", "a device this build of helix supports", ("given " + to_string(device)).c_str()});
+    }
+}
+
+#if defined(HELIX_TEST_GPU_CUDA) || defined(HELIX_TEST_GPU_OPENCL)
+TEST(Errors, MismatchedDevices) {
+    const Device gpu = kKernelSets[0].device;
+    Args a;
+    a.q = a.q.to(gpu);
+    a.q_out = a.q_out.to(gpu);
+    expect_error([&] { a.apply(); }, {"k", ("device " + to_string(gpu) + " (the device of q)").c_str(), "given cpu"});
+    const Tensor x({3, 4}, DType::Float32, gpu);
+    expect_error([&] { rotate_half(x, Tensor({3, 4})); }, {"out", "the device of x", "given cpu"});
+}
+#endif
+
 // ---- nothing written when a check fails ---------------------------------------------
 
 TEST(Errors, RejectedCallsLeaveOutputsUntouched) {
@@ -280,7 +302,7 @@ TEST(Errors, HalideRuntimeErrorsBecomeHelixErrors) {
     halide_dimension_t dense[5] = {{0, 4, 1}, {0, 2, 4}, {0, 3, 8}, {0, 1, 0}, {0, 1, 0}};
     Halide::Runtime::Buffer<> bad(x_view.type(), x.data(), 5, strided), good(out_view.type(), out.data(), 5, dense);
     detail::CallContext context;
-    const int rc = detail::tuned_kernels().typed.at(0).rotate_half(&context, bad.raw_buffer(), good.raw_buffer());
+    const int rc = detail::tuned_kernels().typed.at(0).rotate_half(&context, false, bad.raw_buffer(), good.raw_buffer());
     EXPECT_NE(rc, 0);
     expect_error([&] { context.check("rotate_half", rc); },
                  {"helix::rotate_half: Halide runtime error", "x", "stride", "1"});

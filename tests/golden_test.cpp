@@ -55,7 +55,7 @@ const Golden &golden() {
 
 class GoldenVectors : public ::testing::TestWithParam<KernelSet> {
 protected:
-    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const { return make_tables(GetParam().get(), emb, n); }
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const { return make_tables(GetParam(), emb, n); }
 
     static void expect_bitwise_equal(const Tensor &got, const Tensor &want, const std::string &what) {
         ASSERT_EQ(got.shape(), want.shape()) << what;
@@ -101,7 +101,7 @@ protected:
         const Golden &g = golden();
         const Tensor &q = g[prefix + "_q"], &k = g[prefix + "_k"];
         const Tensor q_out(q.shape()), k_out(k.shape());
-        detail::apply_rotary_pos_emb(GetParam().get(), q, k, freqs, scale, q_out, k_out);
+        run_apply(GetParam(), q, k, freqs, scale, q_out, k_out);
         expect_rotation_close(q, q_out, g[prefix + "_q_out"], freqs, scale, false, prefix + " q'");
         expect_rotation_close(k, k_out, g[prefix + "_k_out"], freqs, scale, true, prefix + " k'");
     }
@@ -118,7 +118,7 @@ TEST_P(GoldenVectors, SeedSinusoidalEmbeddingsWithXpos) {
 TEST_P(GoldenVectors, SeedRotateHalf) {
     const Tensor &x = golden()["seed_rotate_half_x"];
     const Tensor out(x.shape());
-    detail::rotate_half(GetParam().get(), x, out);
+    run_rotate_half(GetParam(), x, out);
     expect_bitwise_equal(out, golden()["seed_rotate_half_out"], "rotate_half");
 }
 

@@ -14,10 +14,9 @@ constexpr double kScaleRelTol = 2.4e-7;   // SPEC section 4: xPos scale within 4
 
 class Tables : public ::testing::TestWithParam<KernelSet> {
 protected:
-    const detail::Kernels &kernels() const { return GetParam().get(); }
     RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start = 0,
                         int64_t rows = -1) const {
-        return make_tables(kernels(), emb, seq_len, start, rows);
+        return make_tables(GetParam(), emb, seq_len, start, rows);
     }
 };
 
@@ -104,7 +103,7 @@ TEST_P(RotateHalf, NegatesAndSwapsTheHalvesInEveryLayout) {
             for (Layout out_layout : kLayouts) {
                 const Tensor x = random_tensor(shape, in_layout, rng);
                 const Tensor out = make_tensor(shape, out_layout);
-                detail::rotate_half(GetParam().get(), x, out);
+                run_rotate_half(GetParam(), x, out);
                 const int64_t half = shape.back() / 2;
                 ref::for_each_index(shape, [&](const std::vector<int64_t> &idx) {
                     std::vector<int64_t> partner = idx;
@@ -120,22 +119,20 @@ TEST_P(RotateHalf, NegatesAndSwapsTheHalvesInEveryLayout) {
 
 TEST_P(RotateHalf, EmptyTensorIsValid) {
     const Tensor x({2, 0, 4}), out({2, 0, 4});
-    EXPECT_NO_THROW(detail::rotate_half(GetParam().get(), x, out));
+    EXPECT_NO_THROW(run_rotate_half(GetParam(), x, out));
 }
 
 INSTANTIATE_TEST_SUITE_P(Schedules, RotateHalf, ::testing::ValuesIn(kKernelSets), kernel_set_name);
 
 class ApplyRotary : public ::testing::TestWithParam<KernelSet> {
 protected:
-    const detail::Kernels &kernels() const { return GetParam().get(); }
-
-    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const { return make_tables(kernels(), emb, n); }
+    RotaryTables tables(const SinusoidalEmbeddings &emb, int64_t n) const { return make_tables(GetParam(), emb, n); }
 
     // Runs q' and k' into tensors of the given layout and checks both against the reference.
     void run_and_check(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale, Layout out_layout,
                        const std::string &what) {
         const Tensor q_out = make_tensor(q.shape(), out_layout), k_out = make_tensor(k.shape(), out_layout);
-        detail::apply_rotary_pos_emb(kernels(), q, k, freqs, scale, q_out, k_out);
+        run_apply(GetParam(), q, k, freqs, scale, q_out, k_out);
         check_rotation(q, q_out, freqs, scale, false, kTol, what + " q'");
         check_rotation(k, k_out, freqs, scale, true, kTol, what + " k'");
     }

@@ -2,7 +2,7 @@
 // are forced to that branch (and the test binary says SKIP, exit 77, when the CPU lacks
 // it), so ctest runs the whole suite once per branch: avx512, avx2, sse41 (the x86-64
 // baseline), arm_dot_prod, neon (the AArch64 baseline).
-#include "kernels.h"
+#include "test_util.h"
 
 #include <HalideRuntime.h>
 #include <gtest/gtest.h>
@@ -57,6 +57,7 @@ bool cpu_supports(int feature) {
 }
 
 }  // namespace
+#if !defined(HELIX_TEST_GPU_CUDA) && !defined(HELIX_TEST_GPU_OPENCL)
 // Calls every kernel of every set once (a dispatcher decides at its first call), then
 // checks that each dispatcher consulted picked the forced branch.
 TEST(IsaDispatch, EveryDispatcherTookTheForcedBranch) {
@@ -79,9 +80,19 @@ TEST(IsaDispatch, EveryDispatcherTookTheForcedBranch) {
     for (const Query &q : queries) accepted += q.accepted;
     std::printf("[ISA] %s: %zu dispatcher queries, %d accepted\n", isa, queries.size(), accepted);
 }
+#endif
 
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
+#if defined(HELIX_TEST_GPU_CUDA) || defined(HELIX_TEST_GPU_OPENCL)
+    // A GPU suite needs its device: without one it says why and ctest reports SKIPPED.
+    const helix::Device device = helix::test::kKernelSets[0].device;
+    std::string why;
+    if (!helix::device_available(device, &why)) {
+        std::printf("[SKIP] no usable %s device: %s\n", helix::to_string(device).c_str(), why.c_str());
+        return 77;
+    }
+#endif
     if (const char *isa = std::getenv("HELIX_TEST_ISA")) {
         for (const Branch &b : kBranches) {
             if (!std::strcmp(isa, b.name)) forced = &b;

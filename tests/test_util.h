@@ -13,12 +13,57 @@
 
 namespace helix::test {
 
-// Every correctness test runs over each schedule's kernels through the same API code.
+// Every correctness test runs over each kernel set of this test binary through the same
+// API code: the CPU binary over the tuned and baseline schedules, a GPU binary
+// (HELIX_TEST_GPU=CUDA|OpenCL) over that device's kernels.
 struct KernelSet {
     const char *name;
     const detail::Kernels &(*get)();
+    Device device;
 };
-inline const KernelSet kKernelSets[] = {{"tuned", detail::kernels_tuned}, {"baseline", detail::kernels_baseline}};
+#if defined(HELIX_TEST_GPU_CUDA)
+inline const KernelSet kKernelSets[] = {{"cuda", detail::kernels_cuda, Device::CUDA}};
+#elif defined(HELIX_TEST_GPU_OPENCL)
+inline const KernelSet kKernelSets[] = {{"opencl", detail::kernels_opencl, Device::OpenCL}};
+#else
+inline const KernelSet kKernelSets[] = {{"tuned", detail::kernels_tuned, Device::CPU},
+                                        {"baseline", detail::kernels_baseline, Device::CPU}};
+#endif
+
+// The set's kernels on the set's device with CPU tensors in and out: on a GPU the inputs
+// are copied to the device and the results back, explicitly, as a user would.
+inline Tensor to_device(const KernelSet &set, const Tensor &t) {
+    return set.device == Device::CPU || !t.defined() ? t : t.to(set.device);
+}
+inline Tensor device_output(const KernelSet &set, const Tensor &t) {
+    return set.device == Device::CPU ? t : Tensor(t.shape(), t.dtype(), set.device);
+}
+inline void to_host(const KernelSet &set, const Tensor &device, const Tensor &host) {
+    if (set.device != Device::CPU) host.copy_from(device);
+}
+
+inline void run_tables(const KernelSet &set, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
+                       const Tensor &freqs, const Tensor &scale) {
+    const Tensor f = device_output(set, freqs), s = device_output(set, scale);
+    detail::sinusoidal_window(set.get(), emb, seq_len, start, f, s);
+    to_host(set, f, freqs);
+    to_host(set, s, scale);
+}
+
+inline void run_rotate_half(const KernelSet &set, const Tensor &x, const Tensor &out) {
+    const Tensor o = device_output(set, out);
+    detail::rotate_half(set.get(), to_device(set, x), o);
+    to_host(set, o, out);
+}
+
+inline void run_apply(const KernelSet &set, const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
+                      const Tensor &q_out, const Tensor &k_out) {
+    const Tensor qo = device_output(set, q_out), ko = device_output(set, k_out);
+    const Scale s = scale.tensor().defined() ? Scale(to_device(set, scale.tensor())) : scale;
+    detail::apply_rotary_pos_emb(set.get(), to_device(set, q), to_device(set, k), to_device(set, freqs), s, qo, ko);
+    to_host(set, qo, q_out);
+    to_host(set, ko, k_out);
+}
 
 inline std::string kernel_set_name(const ::testing::TestParamInfo<KernelSet> &info) { return info.param.name; }
 
@@ -56,14 +101,14 @@ inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, st
     return t;
 }
 
-// Tables of rows [start, start + rows) of a seq_len-position sequence from a kernel set
-// (rows < 0: to the end).
-inline RotaryTables make_tables(const detail::Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len,
+// CPU tables of rows [start, start + rows) of a seq_len-position sequence from a kernel
+// set (rows < 0: to the end).
+inline RotaryTables make_tables(const KernelSet &set, const SinusoidalEmbeddings &emb, int64_t seq_len,
                                 int64_t start = 0, int64_t rows = -1) {
     if (rows < 0) rows = seq_len - start;
     RotaryTables t{Tensor({rows, emb.dim()}),
                    Tensor(emb.use_xpos() ? std::vector<int64_t>{rows, emb.dim()} : std::vector<int64_t>{1})};
-    detail::sinusoidal_window(kernels, emb, seq_len, start, t.freqs, t.scale);
+    run_tables(set, emb, seq_len, start, t.freqs, t.scale);
     return t;
 }
 

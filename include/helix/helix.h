@@ -31,6 +31,21 @@ enum class DType { Float32, Float16, BFloat16 };
 
 std::string to_string(DType dtype);
 
+// Where a tensor's memory lives. The kernels run where their inputs are: a build of helix
+// runs on the CPU and on the GPU APIs it was built with (helix::helix: CPU only;
+// helix::helix_cuda: CPU and CUDA; helix::helix_opencl: CPU and OpenCL). Copies between
+// devices are explicit (Tensor::to, Tensor::copy_from).
+enum class Device { CPU, CUDA, OpenCL };
+
+std::string to_string(Device device);
+
+// The devices this build of helix supports.
+std::vector<Device> supported_devices();
+
+// Whether this build supports the device and a driver with at least one such device is
+// present; if not, why (in *reason).
+bool device_available(Device device, std::string *reason = nullptr);
+
 // The element types this build has kernels for (tables are always float32).
 std::vector<DType> kernel_element_types();
 
@@ -40,13 +55,17 @@ class Tensor {
 public:
     Tensor() = default;
 
-    // Owning, contiguous, zero-filled. Shape outermost first: {b, h, n, d}.
-    explicit Tensor(const std::vector<int64_t> &shape, DType dtype = DType::Float32);
+    // Owning, contiguous. Shape outermost first: {b, h, n, d}. CPU tensors are
+    // zero-filled; device tensors are uninitialised device memory (no host copy).
+    explicit Tensor(const std::vector<int64_t> &shape, DType dtype = DType::Float32, Device device = Device::CPU);
 
     // A view of caller memory, which must outlive the tensor. Strides are in elements,
     // outermost first; empty means contiguous.
     static Tensor wrap(void *data, const std::vector<int64_t> &shape, const std::vector<int64_t> &strides = {},
                        DType dtype = DType::Float32);
+    // A view of caller device memory: a CUdeviceptr (CUDA) or cl_mem (OpenCL) handle.
+    static Tensor wrap_device(Device device, uint64_t handle, const std::vector<int64_t> &shape,
+                              const std::vector<int64_t> &strides = {}, DType dtype = DType::Float32);
 
     // To and from Halide buffers (dimension 0 of a Halide buffer is the innermost,
     // i.e. the reverse of the shape). Both share memory.
@@ -61,16 +80,21 @@ public:
     std::vector<int64_t> strides() const;
     int64_t numel() const;
     DType dtype() const;
-    void *data() const { return buffer_.data(); }
+    Device device() const;
+    void *data() const { return buffer_.data(); }  // host memory; nullptr on a device
     bool is_contiguous() const;
 
     // Views, as in PyTorch.
     Tensor narrow(int dim, int64_t start, int64_t length) const;
     Tensor transpose(int dim0, int dim1) const;
-    // A contiguous copy.
+    // A contiguous copy on the same device.
     Tensor contiguous() const;
+    // A contiguous copy on another device (or the same).
+    Tensor to(Device device) const;
+    // Copies src (same shape and dtype, any device, any strides) into this tensor.
+    void copy_from(const Tensor &src) const;
 
-    // Element access for float32 tensors (tests, demos); bounds-checked.
+    // Element access for float32 CPU tensors (tests, demos); bounds-checked.
     float &at(std::initializer_list<int64_t> index) const;
 
     // Shape as "(2, 3, 4)" for messages.
@@ -99,9 +123,9 @@ public:
     explicit SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base = std::nullopt, bool use_xpos = false,
                                   double theta = 10000.0);
 
-    // Tables for N = x.size(-2) positions; only x's shape is read, as in Zeta.
+    // Tables for N = x.size(-2) positions on x's device; only x's shape is read, as in Zeta.
     RotaryTables forward(const Tensor &x) const;
-    RotaryTables forward(int64_t seq_len) const;
+    RotaryTables forward(int64_t seq_len, Device device = Device::CPU) const;
     // The same into caller tensors (freqs (N, dim); scale (N, dim) with xPos, else one
     // element): allocates nothing.
     void forward(int64_t seq_len, const Tensor &freqs, const Tensor &scale) const;

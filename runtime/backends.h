@@ -1,0 +1,25 @@
+// The devices a build of helix runs on: each has its kernel set and, for a GPU API, the
+// Halide device interface that allocates and copies its memory. Which ones exist is fixed
+// when the archive is built (runtime/backends.cpp is compiled once per API library).
+#pragma once
+
+#include "kernels.h"
+
+#include <HalideRuntime.h>
+
+namespace helix::detail {
+
+struct Backend {
+    Device device;
+    const Kernels &(*kernels)();
+    const halide_device_interface_t *(*interface)();  // nullptr for the CPU
+};
+
+// The backend of a device, or nullptr when this build lacks it.
+const Backend *find_backend(Device device);
+// The backend of a device; throws Error naming op and argument when this build lacks it.
+const Backend &require_backend(const char *op, const std::string &argument, Device device);
+// The device whose interface a Halide buffer carries (CPU for none); throws for others.
+Device device_of(const halide_buffer_t &buffer);
+
+}  // namespace helix::detail
