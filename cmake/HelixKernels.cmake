@@ -7,14 +7,18 @@ set(HELIX_ELEMENT_TYPES float32)
 set(HELIX_TYPE_SUFFIX_float32 f32)
 
 # helix_add_kernel(<lib> GENERATOR <name> TARGETS <halide targets...> [RUNTIME <runtime>]
-#                  [PARAMS <generator params...>] [ASSEMBLY <var>] [DEVICE_CODE <var>])
+#                  [PARAMS <generator params...>] [AUTOSCHEDULER <plugin target>]
+#                  [ASSEMBLY <var>] [DEVICE_CODE <var>])
 # One Halide library whose C function is named <lib>. All helix kernels take a
 # user_context: it carries the per-call error sink (runtime/error.cpp). Without RUNTIME
 # the library gets a Halide runtime of its own. ASSEMBLY / DEVICE_CODE <var> (single
 # target only) set <var> to the generated .s / GPU source (PTX, OpenCL C) file.
 function(helix_add_kernel LIB)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY;DEVICE_CODE" "TARGETS;PARAMS")
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY;DEVICE_CODE;AUTOSCHEDULER" "TARGETS;PARAMS")
     set(extra "")
+    if (ARG_AUTOSCHEDULER)
+        list(APPEND extra AUTOSCHEDULER ${ARG_AUTOSCHEDULER})
+    endif ()
     if (ARG_RUNTIME)
         list(APPEND extra USE_RUNTIME ${ARG_RUNTIME})
     endif ()
@@ -41,15 +45,19 @@ function(helix_add_kernel LIB)
 endfunction()
 
 # helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
-#                      [RUNTIME <runtime>] [DEVICE_CODE <var>])
+#                      [RUNTIME <runtime>] [DEVICE_CODE <var>]
+#                      [AUTOSCHEDULER <plugin target> [AUTOSCHEDULER_PARAMS <autoscheduler.x=y...>]])
 # Every kernel the C++ API dispatches to, for one schedule and target list: named
 # helix_<op>[_<variant>][_<type>]_<set>, plus their table kernels_<set>()
 # (runtime/kernel_set.cpp). <out_var> receives the object files of all of them, for an
 # archive to carry; DEVICE_CODE <var> the kernels' GPU sources (GPU targets only).
 function(helix_add_kernel_set OUT)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE" "TARGETS")
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER" "TARGETS;AUTOSCHEDULER_PARAMS")
     set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
+    if (ARG_AUTOSCHEDULER)
+        list(APPEND common AUTOSCHEDULER ${ARG_AUTOSCHEDULER})
+    endif ()
     if (ARG_DEVICE_CODE)
         list(APPEND common DEVICE_CODE device_file)
     endif ()
@@ -61,7 +69,7 @@ function(helix_add_kernel_set OUT)
         list(APPEND device_files ${device_file})
     endmacro()
 
-    set(s schedule=${ARG_SCHEDULE})
+    set(s schedule=${ARG_SCHEDULE} ${ARG_AUTOSCHEDULER_PARAMS})
     kernel(helix_sinusoidal_table_${set} GENERATOR sinusoidal_table PARAMS ${s} xpos=false)
     kernel(helix_sinusoidal_table_xpos_${set} GENERATOR sinusoidal_table PARAMS ${s} xpos=true)
     foreach (type IN LISTS HELIX_ELEMENT_TYPES)
