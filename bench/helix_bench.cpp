@@ -7,6 +7,7 @@
 // same generators); a kernel joins by adding a case here, a variant by adding a set there.
 // The CPU binary also runs a plain C++ loop peer (cpp_loop.cpp, -O3 -march=native).
 #include "kernels.h"
+#include "parallel_copy.h"
 
 #include <HalideRuntime.h>
 #include <benchmark/benchmark.h>
@@ -32,6 +33,7 @@ HELIX_BENCH_SETS(HELIX_DECLARE_SET)
 #ifndef HELIX_BENCH_GPU
 void rope_cpp_loop(const float *q, const float *k, const float *freqs, const float *scale, float *q_out,
                    float *k_out, int64_t q_rows, int64_t k_rows, int64_t n, int64_t lq, int64_t d, int threads);
+void copy_ordinary_stores(const float *src, float *dst, int64_t n, int threads);
 #endif
 
 namespace {
@@ -74,23 +76,17 @@ void copy(const Tensor &src, const Tensor &dst) {
         dst.copy_from(src);
         return;
     }
-    const size_t bytes = src.numel() * sizeof(float), chunk = (bytes + kThreads - 1) / kThreads;
-    std::vector<std::thread> pool;
-    for (int t = 0; t < kThreads; t++) {
-        const size_t begin = std::min(bytes, t * chunk), end = std::min(bytes, begin + chunk);
-        pool.emplace_back([&, begin, end] {
-            std::memcpy(static_cast<char *>(dst.data()) + begin, static_cast<const char *>(src.data()) + begin, end - begin);
-        });
-    }
-    for (auto &t : pool) t.join();
+    helix::bench::parallel_copy(src, dst, kThreads);
 }
 
-// Bytes per second of `copy_fn` moving `bytes` in total, best of 7: the copy roofline of a
-// case, measured on the case's own tensors (so caches and page placement match).
+// Bytes per second of `copy_fn` moving `bytes` in total, best of 15 after 3 warm-ups: the
+// copy roofline of a case, measured on the case's own tensors (so caches and page
+// placement match).
 template <typename F>
 double best_rate(double bytes, const Tensor &last_output, F &&copy_fn) {
+    for (int r = 0; r < 3; r++) copy_fn();
     double best = 1e30;
-    for (int r = 0; r < 7; r++) {
+    for (int r = 0; r < 15; r++) {
         const auto t0 = std::chrono::steady_clock::now();
         copy_fn();
         sync(last_output);
@@ -193,6 +189,17 @@ void apply_rotary_cpp_loop(benchmark::State &state, const RotaryCase &c) {
                       c.batch * c.k_heads, c.n, c.q_rows, c.d, kThreads);
     });
 }
+
+// The same copy with ordinary stores: the ceiling for kernels whose stores read the
+// destination line first (Halide 21 emits no non-temporal stores).
+void rotary_copy_ordinary_stores(benchmark::State &state, const RotaryCase &c) {
+    const RotaryData &r = rotary_data(c);
+    auto f = [](const Tensor &t) { return static_cast<float *>(t.data()); };
+    run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] {
+        copy_ordinary_stores(f(r.q), f(r.q_out), r.q.numel(), kThreads);
+        copy_ordinary_stores(f(r.k), f(r.k_out), r.k.numel(), kThreads);
+    });
+}
 #endif
 
 void rotate_half(benchmark::State &state, const Variant &v) {
@@ -226,6 +233,8 @@ void register_all() {
         }
 #ifndef HELIX_BENCH_GPU
         add("apply_rotary/cpp_loop/" + shape, [&c](benchmark::State &s) { apply_rotary_cpp_loop(s, c); });
+        add("apply_rotary/copy_ordinary_stores/" + shape,
+            [&c](benchmark::State &s) { rotary_copy_ordinary_stores(s, c); });
 #endif
     }
     for (const Variant &v : kVariants) {

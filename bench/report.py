@@ -15,6 +15,7 @@ PEERS = [
     ("torch_compile_reused_memory", "vs compile (reused memory)"),
     ("cpp_loop", "vs C++ loop"),
 ]
+ROOFLINES = {"copy_roofline", "copy_ordinary_stores"}
 
 
 def key(name):
@@ -25,19 +26,26 @@ def key(name):
 def main(run_dir):
     run_dir = pathlib.Path(run_dir)
     helix = json.loads((run_dir / "helix.json").read_text())
-    times, rates, copy_rates = {}, {}, {}
+    times, rates, copy_rates, errors, pcts = {}, {}, {}, {}, {}
+    # helix.json lists each case's copy_roofline first; the other kernels have none.
     for b in helix["benchmarks"]:
         kernel, variant, shape, dtype = key(b["name"])
+        if b.get("error_occurred"):
+            errors[kernel, variant, shape, dtype] = b.get("error_message", "error")
+            continue
         times[kernel, variant, shape, dtype] = b["real_time"]
         rates[kernel, shape, dtype] = b["bytes_per_second"] * b["real_time"]  # bytes * time unit
-        if variant == "copy_roofline":
+        if variant == "copy_roofline":  # the roofline measured like every variant: preferred
             copy_rates[kernel, shape, dtype] = b["bytes_per_second"]
+        else:  # every entry carries its % of the case's copy roofline (helix_bench's own)
+            pcts[kernel, variant, shape, dtype] = b["pct_of_copy"]
+            copy_rates.setdefault((kernel, shape, dtype), b["bytes_per_second"] * 100 / b["pct_of_copy"])
     for peers in sorted(run_dir.glob("peers_*.json")):
         for b in json.loads(peers.read_text())["benchmarks"]:
             times[key(b["name"])] = b["real_time"]
 
     rows, plot = [], {}
-    helix_variants = sorted({k[1] for k in times if k[1] not in {p for p, _ in PEERS} | {"copy_roofline"}},
+    helix_variants = sorted({k[1] for k in times if k[1] not in {p for p, _ in PEERS} | ROOFLINES},
                             key=lambda v: (v != "tuned", v))
     for (kernel, variant, shape, dtype), ms in sorted(times.items()):
         bytes_ms = rates.get((kernel, shape, dtype))
@@ -64,6 +72,9 @@ def main(run_dir):
         "|" + "---|" * len(header),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if errors:
+        lines += ["", "Variants that could not run a case:", ""]
+        lines += [f"- {'/'.join(k)}: {msg}" for k, msg in sorted(errors.items())]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
@@ -72,11 +83,12 @@ def main(run_dir):
     import matplotlib.pyplot as plt
 
     shapes = sorted({s for v in plot.values() for s in v})
-    variants = sorted(plot, key=lambda v: (v != "tuned", v != "copy_roofline", v))
+    variants = sorted(plot, key=lambda v: (v != "tuned", v not in ROOFLINES, v))
     fig, ax = plt.subplots(figsize=(14, 6))
     width = 0.8 / max(1, len(variants))
     for i, v in enumerate(variants):
-        ax.bar([x + i * width for x in range(len(shapes))], [plot[v].get(s, 0) for s in shapes], width, label=v)
+        ax.bar([x + i * width for x in range(len(shapes))], [plot[v].get(s, 0) for s in shapes], width, label=v,
+               color=plt.cm.tab20(i))
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(shapes))], shapes, rotation=30, ha="right")
     ax.set_ylabel("GB/s (minimal traffic)")
     ax.set_yscale("log")

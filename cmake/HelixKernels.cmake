@@ -45,14 +45,14 @@ function(helix_add_kernel LIB)
 endfunction()
 
 # helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
-#                      [RUNTIME <runtime>] [DEVICE_CODE <var>]
+#                      [RUNTIME <runtime>] [DEVICE_CODE <var>] [ROTARY_PARAMS <apply_rotary params...>]
 #                      [AUTOSCHEDULER <plugin target> [AUTOSCHEDULER_PARAMS <autoscheduler.x=y...>]])
 # Every kernel the C++ API dispatches to, for one schedule and target list: named
 # helix_<op>[_<variant>][_<type>]_<set>, plus their table kernels_<set>()
 # (runtime/kernel_set.cpp). <out_var> receives the object files of all of them, for an
 # archive to carry; DEVICE_CODE <var> the kernels' GPU sources (GPU targets only).
 function(helix_add_kernel_set OUT)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER" "TARGETS;AUTOSCHEDULER_PARAMS")
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER" "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS")
     set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
     if (ARG_AUTOSCHEDULER)
@@ -75,8 +75,9 @@ function(helix_add_kernel_set OUT)
     foreach (type IN LISTS HELIX_ELEMENT_TYPES)
         set(t ${HELIX_TYPE_SUFFIX_${type}})
         kernel(helix_rotate_half_${t}_${set} GENERATOR rotate_half PARAMS ${s} element_type=${type})
-        kernel(helix_apply_rotary_${t}_${set} GENERATOR apply_rotary PARAMS ${s} element_type=${type} scale_table=false)
-        kernel(helix_apply_rotary_table_${t}_${set} GENERATOR apply_rotary PARAMS ${s} element_type=${type} scale_table=true)
+        set(r ${s} element_type=${type} ${ARG_ROTARY_PARAMS})
+        kernel(helix_apply_rotary_${t}_${set} GENERATOR apply_rotary PARAMS ${r} scale_table=false)
+        kernel(helix_apply_rotary_table_${t}_${set} GENERATOR apply_rotary PARAMS ${r} scale_table=true)
     endforeach ()
 
     set(table helix_kernel_table_${set})

@@ -1,7 +1,8 @@
 // helix_demo: the seed's usage examples, then RoPE with xPos on q and k of
 // (1, 32, 4096, 128) float32: the error against the float64 reference and the throughput
 // next to a plain copy of the same bytes.
-#include "reference.h"  // tests/reference.h: the float64 reference
+#include "parallel_copy.h"  // bench/parallel_copy.h: the copy roofline's copy
+#include "reference.h"      // tests/reference.h: the float64 reference
 
 #include <helix/helix.h>
 
@@ -44,19 +45,6 @@ double best_seconds(int reps, F &&f) {
         best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     return best;
-}
-
-// memcpy split over the same number of threads the kernels use.
-void parallel_copy(const Tensor &src, const Tensor &dst, unsigned threads) {
-    const size_t bytes = src.numel() * sizeof(float), chunk = (bytes + threads - 1) / threads;
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; t++) {
-        const size_t begin = std::min(bytes, t * chunk), end = std::min(bytes, begin + chunk);
-        pool.emplace_back([&, begin, end] {
-            std::memcpy(static_cast<char *>(dst.data()) + begin, static_cast<const char *>(src.data()) + begin, end - begin);
-        });
-    }
-    for (auto &t : pool) t.join();
 }
 
 }  // namespace
@@ -130,8 +118,8 @@ int main() {
     const double bytes = 4.0 * q.numel() * sizeof(float);  // read q, k; write q', k'
     const double t_rope = best_seconds(10, [&] { helix::apply_rotary_pos_emb(q, k, tables.freqs, tables.scale, q_out, k_out); });
     const double t_copy = best_seconds(10, [&] {
-        parallel_copy(q, q_out, threads);
-        parallel_copy(k, k_out, threads);
+        helix::bench::parallel_copy(q, q_out, threads);
+        helix::bench::parallel_copy(k, k_out, threads);
     });
     std::printf("  apply_rotary_pos_emb: %.2f ms, %.2f GB/s (read q, k + write q', k' = %.0f MB)\n", t_rope * 1e3,
                 bytes / t_rope / 1e9, bytes / 1e6);

@@ -156,6 +156,9 @@ public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
     GeneratorParam<bool> scale_table{"scale_table", true};
+    // CPU schedule knobs for the benchmark sweep (bench/README.md); defaults are the winners.
+    GeneratorParam<int> rows_per_task{"rows_per_task", cpu::kRowsPerTask};
+    GeneratorParam<int> vector_factor{"vector_factor", 1};
 
     Input<bool> *rows_aligned = nullptr;  // every row of q, k, q_out, k_out starts 16-byte aligned
     Input<Buffer<>> *q = nullptr, *k = nullptr;
@@ -214,8 +217,9 @@ public:
             gpu::rotary_stream(*q_out, q_coef_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
             gpu::rotary_stream(*k_out, k_coef_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
         } else {
-            cpu::rotary_stream(*q_out, q_coef_, v, get_target());
-            cpu::rotary_stream(*k_out, k_coef_, v, get_target());
+            const cpu::RotaryKnobs knobs{schedule_kind, rows_per_task, vector_factor};
+            cpu::rotary_stream(*q_out, q_coef_, v, get_target(), knobs);
+            cpu::rotary_stream(*k_out, k_coef_, v, get_target(), knobs);
         }
     }
 

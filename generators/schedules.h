@@ -13,11 +13,18 @@
 
 namespace helix::gen {
 
-enum class Schedule { Tuned, Baseline };
+// tuned and baseline are for every generator. heads_outer and coef_table are the
+// apply_rotary CPU alternatives that lost in bench/README.md, kept so the sweep can be rerun:
+//   heads_outer - parallel over heads, each task all rows of its head (cos/sin recomputed
+//                 per head);
+//   coef_table  - the (cos*s, sin*s) table computed once for all rows, then streamed.
+enum class Schedule { Tuned, Baseline, HeadsOuter, CoefTable };
 
 inline const std::map<std::string, Schedule> &schedule_names() {
     static const std::map<std::string, Schedule> names{{"tuned", Schedule::Tuned},
-                                                       {"baseline", Schedule::Baseline}};
+                                                       {"baseline", Schedule::Baseline},
+                                                       {"heads_outer", Schedule::HeadsOuter},
+                                                       {"coef_table", Schedule::CoefTable}};
     return names;
 }
 
@@ -43,25 +50,46 @@ inline int lanes(const Target &t) { return t.natural_vector_size<float>(); }
 
 // The (jj, half) part of a row: full vectors along jj (a masked tail when H is not a
 // multiple of the vector width), both halves in one iteration so each pair is loaded once.
-inline void vectorize_row(Func f, const Vars &v, const Target &t) {
-    f.vectorize(v.jj, lanes(t), TailStrategy::GuardWithIf).unroll(v.half);
+inline void vectorize_row(Func f, const Vars &v, int width) {
+    f.vectorize(v.jj, width, TailStrategy::GuardWithIf).unroll(v.half);
 }
+inline void vectorize_row(Func f, const Vars &v, const Target &t) { vectorize_row(f, v, lanes(t)); }
+
+// The knobs of the apply_rotary CPU schedule that the benchmark sweep varies.
+struct RotaryKnobs {
+    Schedule schedule = Schedule::Tuned;
+    int rows_per_task = kRowsPerTask;
+    int vector_factor = 1;  // vector width in natural vectors
+};
 
 // apply_rotary, one output stream (q' or k'). coef(jj, half, n) holds the per-row
 // (cos * scale, sin * scale) pair. It is computed once per tile of rows and reused by
 // every head and batch of the tile: the trigonometry costs one evaluation per table
 // element, not one per output element. Few rows (decode) parallelize over heads instead.
-inline void rotary_stream(Func out, Func coef, const Vars &v, const Target &t) {
+inline void rotary_stream(Func out, Func coef, const Vars &v, const Target &t, const RotaryKnobs &k = {}) {
     Var io{"io"}, ii{"ii"}, hb{"hb"};
-    out.split(v.n, io, ii, kRowsPerTask, TailStrategy::GuardWithIf)
+    const int width = lanes(t) * k.vector_factor;
+    if (k.schedule == Schedule::HeadsOuter) {
+        out.fuse(v.h, v.b, hb).parallel(hb);
+        vectorize_row(out, v, width);
+        coef.compute_at(out, v.n);
+        vectorize_row(coef, v, width);
+        return;
+    }
+    out.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf)
         .fuse(v.h, v.b, hb)
         .reorder(v.jj, v.half, ii, hb, io);
-    vectorize_row(out, v, t);
+    vectorize_row(out, v, width);
     Halide::Expr rows = out.output_buffer().dim(2).extent();
-    out.specialize(rows >= 8 * kRowsPerTask).parallel(io);
+    out.specialize(rows >= 8 * k.rows_per_task).parallel(io);
     out.parallel(hb);
-    coef.compute_at(out, io);
-    vectorize_row(coef, v, t);
+    if (k.schedule == Schedule::CoefTable) {
+        Var co{"co"}, ci{"ci"};
+        coef.compute_root().split(v.n, co, ci, k.rows_per_task, TailStrategy::GuardWithIf).parallel(co);
+    } else {
+        coef.compute_at(out, io);
+    }
+    vectorize_row(coef, v, width);
 }
 
 // A pointwise output over (jj, half, n, h, b) rows: rotate_half. Tasks of 256 rows
