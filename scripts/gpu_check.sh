@@ -1,31 +1,74 @@
 #!/usr/bin/env bash
-# The ready GPU script: on a machine with an NVIDIA GPU, nvcc, CMake >= 3.28 and Ninja and
-# no network, builds the CUDA archive's test suite and benchmark (nothing else), runs them
-# and prints one summary; well under 5 minutes. Halide comes from .venv (scripts/setup.sh
-# made it) or, offline, from the pinned wheel: HELIX_HALIDE_WHEEL=/path/halide-21.0.0-*.whl.
-# With a CUDA-enabled torch on the machine, the PyTorch peers run in the same job.
+# The ready GPU script. On a machine with an NVIDIA GPU and no network it runs the CUDA
+# test suite and the CUDA benchmarks (helix_bench_cuda: tuned and Anderson2021 kernels,
+# with the PyTorch peers when python3's torch sees the GPU) and prints one summary; well
+# under 5 minutes. Two ways to get the binaries there:
+#   scripts/gpu_check.sh                 builds them there: needs CMake >= 3.28, a C++
+#                                        compiler, GoogleTest and Google Benchmark, and
+#                                        Halide (.venv from scripts/setup.sh, or offline
+#                                        HELIX_HALIDE_WHEEL=/path/halide-21.0.0-*.whl);
+#   scripts/gpu_check.sh --pack DIR      (here) builds and packs them, self-contained, into
+#                                        DIR (binaries, libbenchmark, golden arrays, PTX);
+#   scripts/gpu_check.sh --prebuilt DIR  (there) runs a packed DIR: needs only the driver.
+# Results go to $OUT (or <build>/results): logs, helix.json, peers_own_alloc.json.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${HELIX_GPU_BUILD:-$root/build-gpu}"
-out="${OUT:-$build/results}"
-mkdir -p "$out"
+mode="${1:-build}"
 cd "$root"
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c "import halide" 2>/dev/null; then
-    python3 -m venv .venv
-    .venv/bin/python -m pip install -q --no-index --no-deps "${HELIX_HALIDE_WHEEL:?no .venv with Halide: set HELIX_HALIDE_WHEEL}"
-fi
-export PATH="$root/.venv/bin:$PATH"
+build_binaries() {
+    if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c "import halide" 2>/dev/null; then
+        python3 -m venv .venv
+        .venv/bin/python -m pip install -q --no-index --no-deps "${HELIX_HALIDE_WHEEL:?no .venv with Halide: set HELIX_HALIDE_WHEEL}"
+    fi
+    export PATH="$root/.venv/bin:$PATH"  # the venv's cmake and ninja, when it has them
+    local gen=()
+    command -v ninja > /dev/null && gen=(-G Ninja)
+    cmake "${gen[@]}" -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHELIX_CROSS_ARCHS= -DHELIX_KERNEL_ONLY_TARGETS= \
+        -DHELIX_BUILD_DEMO=OFF > "$out/configure.log"
+    cmake --build "$build" --parallel --target helix_cuda_tests helix_bench_cuda helix_ptx > "$out/build.log"
+}
+
+case "$mode" in
+--pack)
+    pack="${2:?usage: scripts/gpu_check.sh --pack DIR}"
+    out="$build/results" && mkdir -p "$out" "$pack"
+    build_binaries
+    cp "$build/tests/helix_cuda_tests" "$build/bench/helix_bench_cuda" "$pack/"
+    cp -r tests/golden "$pack/golden"
+    cp "$build"/runtime/helix_*_cuda.device_code "$pack/"
+    cp "$(ldd "$build/bench/helix_bench_cuda" | awk '/libbenchmark/ {print $3}')" "$pack/"
+    echo "packed into $pack: $(ls "$pack" | tr '\n' ' ')"
+    exit 0
+    ;;
+--prebuilt)
+    bin="$(cd "${2:?usage: scripts/gpu_check.sh --prebuilt DIR}" && pwd)"
+    out="${OUT:-$bin/results}" && mkdir -p "$out"
+    tests=("$bin/helix_cuda_tests")
+    bench="$bin/helix_bench_cuda"
+    export HELIX_GOLDEN_DIR="$bin/golden" LD_LIBRARY_PATH="$bin:${LD_LIBRARY_PATH:-}"
+    ptx=("$bin"/*.device_code)
+    ;;
+*)
+    out="${OUT:-$build/results}" && mkdir -p "$out"
+    build_binaries
+    tests=("$build/tests/helix_cuda_tests")
+    bench="$build/bench/helix_bench_cuda"
+    ptx=("$build"/runtime/helix_*_cuda.device_code)
+    ;;
+esac
 start=$(date +%s)
-cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHELIX_CROSS_ARCHS= -DHELIX_KERNEL_ONLY_TARGETS= \
-    -DHELIX_BUILD_DEMO=OFF > "$out/configure.log"
-cmake --build "$build" --target helix_cuda_tests helix_bench_cuda helix_ptx > "$out/build.log"
-built=$(date +%s)
 
 set +e
-ctest --test-dir "$build" -R "^(helix_cuda_tests|ptxas_cuda_capability_.*)$" --output-on-failure > "$out/ctest.log" 2>&1
+"${tests[0]}" > "$out/tests.log" 2>&1
 tests_rc=$?
-"$build/bench/helix_bench_cuda" --benchmark_out="$out/helix.json" --benchmark_out_format=json > "$out/bench.log" 2>&1
+ptxas_status="no ptxas"
+if ptxas=$(command -v ptxas || ls /usr/local/cuda/bin/ptxas 2>/dev/null); then
+    ptxas_status="ptxas sm_90: ok"
+    for f in "${ptx[@]}"; do "$ptxas" --gpu-name sm_90 "$f" -o /dev/null || ptxas_status="ptxas sm_90: FAILED on $f"; done
+fi
+"$bench" --benchmark_out="$out/helix.json" --benchmark_out_format=json > "$out/bench.log" 2>&1
 bench_rc=$?
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     python3 bench/peers.py --device cuda --tag own_alloc --out "$out/peers_own_alloc.json" > "$out/peers.log" 2>&1
@@ -33,8 +76,8 @@ fi
 set -e
 
 echo "== helix GPU check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
-echo "build: $((built - start)) s; tests and benchmarks: $(($(date +%s) - built)) s"
-grep -E "tests passed|Skipped|\[SKIP\]|FAILED" "$out/ctest.log" || true
+echo "tests and benchmarks: $(($(date +%s) - start)) s; $ptxas_status"
+echo "CUDA suite (exit $tests_rc): $(grep -E '^\[  (PASSED|FAILED)  \]|^\[SKIP\]' "$out/tests.log" | tr '\n' ' ')"
 if [[ -s "$out/helix.json" ]]; then
     python3 - "$out" <<'PY'
 import json, pathlib, sys
@@ -54,8 +97,7 @@ for b in rows:
     k, v, s, t = b["name"].split("/")[:4]
     ms = b["real_time"]
     vs = peers.get((k, s), {})
-    eager, comp = vs.get("torch_eager_own_alloc"), vs.get("torch_compile_own_alloc")
-    extra = " / ".join(f"{p / ms:.2f}x" for p in (eager, comp) if p)
+    extra = " / ".join(f"{vs[p] / ms:.2f}x" for p in ("torch_eager_own_alloc", "torch_compile_own_alloc") if p in vs)
     print(f"{'/'.join((k, v, s, t)):60} {ms:9.3f} {b['bytes_per_second'] / 1e9:8.1f} {b.get('pct_of_copy', 0):6.1f}  {extra}")
 PY
 else

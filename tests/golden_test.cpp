@@ -2,6 +2,7 @@
 // (tests/make_golden.py; the arrays are in tests/golden/).
 #include "test_util.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -21,9 +22,13 @@ constexpr double kGoldenAngleRelTol = 2 * 0x1p-23;
 
 class Golden {
 public:
+    // The arrays' folder: $HELIX_GOLDEN_DIR if set (a test binary run away from its
+    // source tree, as scripts/gpu_check.sh --pack does), else the source tree's.
     Golden() {
-        std::ifstream manifest(std::string(HELIX_GOLDEN_DIR) + "/MANIFEST");
-        if (!manifest) throw std::runtime_error("cannot read " HELIX_GOLDEN_DIR "/MANIFEST");
+        const char *env = std::getenv("HELIX_GOLDEN_DIR");
+        const std::string dir = env ? env : HELIX_GOLDEN_DIR;
+        std::ifstream manifest(dir + "/MANIFEST");
+        if (!manifest) throw std::runtime_error("cannot read " + dir + "/MANIFEST");
         std::string line;
         while (std::getline(manifest, line)) {
             std::istringstream fields(line);
@@ -32,7 +37,7 @@ public:
             std::vector<int64_t> shape;
             for (int64_t s; fields >> s;) shape.push_back(s);
             Tensor t(shape);
-            std::ifstream data(std::string(HELIX_GOLDEN_DIR) + "/" + name + ".f32", std::ios::binary);
+            std::ifstream data(dir + "/" + name + ".f32", std::ios::binary);
             data.read(static_cast<char *>(t.data()), t.numel() * sizeof(float));
             if (!data) throw std::runtime_error("cannot read golden array " + name);
             arrays_.emplace(name, t);
