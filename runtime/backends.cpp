@@ -20,6 +20,9 @@ namespace {
 
 const halide_device_interface_t *no_interface() { return nullptr; }
 
+Location host_location(const halide_buffer_t &b) { return {0, reinterpret_cast<uint64_t>(b.host)}; }
+[[maybe_unused]] Location device_address_location(const halide_buffer_t &b) { return {0, b.device}; }
+
 // The first of several names of a shared library that loads.
 [[maybe_unused]] void *load_library(std::initializer_list<const char *> names) {
     for (const char *name : names) {
@@ -59,6 +62,13 @@ std::string cuda_unavailable_reason() {
 #endif
 
 #ifdef HELIX_WITH_OPENCL
+// Halide's OpenCL device field is its own handle; the cl_mem and the crop's byte offset
+// come from its accessors.
+Location opencl_location(const halide_buffer_t &b) {
+    auto *buf = const_cast<halide_buffer_t *>(&b);
+    return {uint64_t(halide_opencl_get_cl_mem(nullptr, buf)), halide_opencl_get_crop_offset(nullptr, buf)};
+}
+
 std::string opencl_unavailable_reason() {
     void *lib = load_library({"libOpenCL.so.1", "libOpenCL.so"});
     if (!lib) return "no OpenCL ICD loader: libOpenCL.so.1 does not load";
@@ -79,12 +89,12 @@ std::string opencl_unavailable_reason() {
 #endif
 
 const Backend kBackends[] = {
-    {Device::CPU, kernels_tuned, no_interface},
+    {Device::CPU, kernels_tuned, no_interface, host_location},
 #ifdef HELIX_WITH_CUDA
-    {Device::CUDA, kernels_cuda, cuda_interface},
+    {Device::CUDA, kernels_cuda, cuda_interface, device_address_location},
 #endif
 #ifdef HELIX_WITH_OPENCL
-    {Device::OpenCL, kernels_opencl, halide_opencl_device_interface},
+    {Device::OpenCL, kernels_opencl, halide_opencl_device_interface, opencl_location},
 #endif
 };
 

@@ -9,10 +9,18 @@
 
 namespace helix::detail {
 
+// Where a buffer's first element is: in an allocation (the CPU and CUDA have one address
+// space, allocation 0; an OpenCL buffer is a cl_mem) at an address (host pointer, device
+// pointer, or byte offset into the cl_mem). Used for overlap and alignment checks.
+struct Location {
+    uint64_t allocation, address;
+};
+
 struct Backend {
     Device device;
     const Kernels &(*kernels)();
     const halide_device_interface_t *(*interface)();  // nullptr for the CPU
+    Location (*locate)(const halide_buffer_t &buffer);
 };
 
 // The backend of a device, or nullptr when this build lacks it.

@@ -2,13 +2,14 @@
 
 #include <HalideRuntime.h>
 
+#include <atomic>
 #include <mutex>
 #include <unordered_set>
 
 namespace helix::detail {
 namespace {
 
-halide_error_handler_t previous_handler = nullptr;
+std::atomic<halide_error_handler_t> previous_handler{nullptr};
 std::mutex live_mutex;
 std::unordered_set<const void *> &live_contexts() {
     static std::unordered_set<const void *> live;
@@ -20,8 +21,8 @@ std::unordered_set<const void *> &live_contexts() {
 void route_error(void *user_context, const char *message) {
     if (CallContext *context = CallContext::from(user_context)) {
         context->append(message);
-    } else if (previous_handler) {
-        previous_handler(user_context, message);
+    } else if (halide_error_handler_t previous = previous_handler.load()) {
+        previous(user_context, message);
     }
 }
 
@@ -33,7 +34,7 @@ void reject(const char *op, const std::string &argument, const std::string &expe
 
 CallContext::CallContext() {
     static std::once_flag installed;
-    std::call_once(installed, [] { previous_handler = halide_set_error_handler(route_error); });
+    std::call_once(installed, [] { previous_handler.store(halide_set_error_handler(route_error)); });
     std::lock_guard<std::mutex> lock(live_mutex);
     live_contexts().insert(this);
 }

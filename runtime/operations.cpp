@@ -36,11 +36,9 @@ public:
     KernelView &operator=(const KernelView &) = delete;
 
     halide_buffer_t *raw() { return &buf_; }
-    // Whether the view starts 16-byte aligned: its host address, or on CUDA its device
-    // address (OpenCL views are cl_mem objects, aligned by the driver).
+    // Whether the view starts 16-byte aligned (host, device address or cl_mem offset).
     bool start_aligned() const {
-        if (buf_.host) return reinterpret_cast<uintptr_t>(buf_.host) % 16 == 0;
-        return buf_.device_interface && device_of(buf_) == Device::OpenCL ? true : buf_.device % 16 == 0;
+        return require_backend("", "", device_of(buf_)).locate(buf_).address % 16 == 0;
     }
     // An output's flags (device copy newer than the host's) back onto its tensor.
     void mark_written(const Tensor &t) const {
@@ -81,6 +79,12 @@ std::string dtype_list(const Kernels &kernels) {
 
 void require_defined(const char *op, const char *name, const Tensor &t) {
     if (!t.defined()) reject(op, name, "a defined tensor", "an undefined tensor");
+    // Halide would take a buffer with neither host nor device memory for a bounds query
+    // and compute nothing.
+    const halide_buffer_t &b = *t.to_halide().raw_buffer();
+    if (t.numel() > 0 && !b.host && !b.device) {
+        reject(op, name, "a tensor with memory (host or device)", "a tensor with no memory");
+    }
 }
 
 void require_rank(const char *op, const char *name, const Tensor &t, int lo, int hi) {
@@ -121,31 +125,32 @@ void require_shape(const char *op, const char *name, const Tensor &t, const std:
     }
 }
 
-// Byte range [lo, hi) spanned by a tensor in host memory or, on CUDA, in device
-// addresses; empty for a tensor with no elements.
-std::pair<uintptr_t, uintptr_t> span(const Tensor &t) {
-    if (!t.defined() || t.numel() == 0) return {0, 0};
-    const int64_t bytes = t.to_halide().type().bytes();
-    int64_t lo = 0, hi = 0;
+// The allocation of a tensor and the byte range [lo, hi) it spans there; empty for a
+// tensor with no elements.
+struct Span {
+    uint64_t allocation;
+    __int128 lo, hi;
+};
+
+Span span(const Tensor &t) {
+    if (!t.defined() || t.numel() == 0) return {0, 0, 0};
+    const halide_buffer_t &b = *t.to_halide().raw_buffer();
+    const Location at = require_backend("", "", t.device()).locate(b);
+    // Extents and strides are int32, so each reach fits in int64; the sums are 128-bit.
+    const __int128 bytes = b.type.bytes();
+    __int128 lo = 0, hi = 0;
     for (int i = 0; i < t.rank(); i++) {
-        const int64_t reach = (t.size(i) - 1) * t.stride(i);
-        lo += std::min<int64_t>(reach, 0);
-        hi += std::max<int64_t>(reach, 0);
+        const __int128 reach = __int128(t.size(i) - 1) * t.stride(i);
+        lo += reach < 0 ? reach : 0;
+        hi += reach > 0 ? reach : 0;
     }
-    const auto base = t.data() ? reinterpret_cast<uintptr_t>(t.data()) : uintptr_t(t.to_halide().raw_buffer()->device);
-    return {base + lo * bytes, base + (hi + 1) * bytes};
+    return {at.allocation, at.address + lo * bytes, at.address + (hi + 1) * bytes};
 }
 
 bool overlap(const Tensor &a, const Tensor &b) {
-    if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0) return false;
-    // OpenCL handles are cl_mem objects, not addresses: only views of the same object
-    // are recognised as overlapping.
-    if (a.device() == Device::OpenCL || b.device() == Device::OpenCL) {
-        return a.device() == b.device() && a.to_halide().raw_buffer()->device == b.to_halide().raw_buffer()->device;
-    }
-    const auto [a_lo, a_hi] = span(a);
-    const auto [b_lo, b_hi] = span(b);
-    return a_lo < b_hi && b_lo < a_hi;
+    if (!a.defined() || !b.defined() || a.device() != b.device()) return false;
+    const Span x = span(a), y = span(b);
+    return x.lo < x.hi && y.lo < y.hi && x.allocation == y.allocation && x.lo < y.hi && y.lo < x.hi;
 }
 
 struct Named {
@@ -188,7 +193,7 @@ float scalar_value(const Tensor &t) {
     return *static_cast<const float *>(host.data());
 }
 
-int32_t require_int32(const char *op, const char *name, int64_t value, int64_t lo) {
+int32_t require_int32(const char *op, const std::string &name, int64_t value, int64_t lo) {
     if (value < lo || value > std::numeric_limits<int32_t>::max()) {
         reject(op, name, "a value in [" + str(lo) + ", 2^31)", str(value));
     }
@@ -215,7 +220,7 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     if (freqs.size(-1) != emb.dim()) reject(op, "freqs", "last dimension " + str(emb.dim()) + width, freqs.shape_string());
     require_unit_feature_stride(op, "freqs", freqs);
     const int64_t rows = freqs.size(0);
-    if (start < 0 || start + rows > seq_len) {
+    if (start < 0 || start > seq_len || rows > seq_len - start) {
         reject(op, "start", "positions [start, start + rows) inside the table's range [0, " + str(seq_len) + ")",
                "[" + str(start) + ", " + str(start + rows) + ")");
     }
@@ -230,11 +235,6 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     require_disjoint(op, {{"scale", &scale}}, {{"freqs", &freqs}});
 
     require_same_device(op, {{"freqs", &freqs}, {"scale", &scale}});
-    if (!emb.use_xpos()) {
-        const Tensor one(scale.shape());
-        Halide::Runtime::Buffer<float>(one.to_halide()).fill(1.0f);
-        scale.copy_from(one);
-    }
     if (rows == 0) return;
     KernelView freqs_view(freqs, kTableDims);
     const float theta = static_cast<float>(emb.theta());
@@ -251,6 +251,10 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
         run_kernel(op, [&](void *uc) {
             return kernels.sinusoidal_table(uc, theta, n, first, freqs_view.start_aligned(), freqs_view.raw());
         });
+        // Without xPos the scale is the constant 1 (written once the table succeeded).
+        const Tensor one(scale.shape());
+        Halide::Runtime::Buffer<float>(one.to_halide()).fill(1.0f);
+        scale.copy_from(one);
     }
     freqs_view.mark_written(freqs);
 }
@@ -337,9 +341,14 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
     // One stream empty, the other not: the empty one runs on a one-head scratch instead
     // (the kernels' fused loops and GPU launches need non-empty extents); its result is
     // dropped. Only this corner case allocates.
-    auto scratch = [&](const Tensor &t, int64_t n) { return t.numel() ? t : Tensor({n, dim}, q.dtype(), q.device()); };
-    const Tensor q_in = scratch(q, 1), q_res = scratch(q_out, 1);
-    const Tensor k_in = scratch(k, rows), k_res = scratch(k_out, rows);
+    Tensor scratch[4];
+    auto use = [&](const Tensor &t, int64_t n, Tensor &spare) -> const Tensor & {
+        if (t.numel()) return t;
+        spare = Tensor({n, dim}, q.dtype(), q.device());
+        return spare;
+    };
+    const Tensor &q_in = use(q, 1, scratch[0]), &q_res = use(q_out, 1, scratch[1]);
+    const Tensor &k_in = use(k, rows, scratch[2]), &k_res = use(k_out, rows, scratch[3]);
     KernelView q_view(q_in, kTensorDims), k_view(k_in, kTensorDims);
     KernelView qo_view(q_res, kTensorDims), ko_view(k_res, kTensorDims);
     KernelView f_view(freqs, kTableDims);
@@ -347,12 +356,14 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
         q_view.start_aligned() && k_view.start_aligned() && qo_view.start_aligned() && ko_view.start_aligned();
     if (use_table) {
         // Broadcast dimensions of the scale table become stride-0 dimensions.
-        const int32_t half_width = static_cast<int32_t>(dim / 2);
-        const int32_t col = s.size(1) == 1 ? 0 : static_cast<int32_t>(s.stride(1));
-        const int32_t row = s.size(0) == 1 ? 0 : static_cast<int32_t>(s.stride(0));
-        halide_dimension_t shape[kTableDims] = {halide_dimension_t(0, half_width, col),
-                                                halide_dimension_t(0, 2, half_width * col),
-                                                halide_dimension_t(0, static_cast<int32_t>(rows), row)};
+        const int64_t half_width = dim / 2;
+        const int64_t col = s.size(1) == 1 ? 0 : s.stride(1);
+        const int64_t row = s.size(0) == 1 ? 0 : s.stride(0);
+        const int32_t half_stride = require_int32(op, "scale (stride of a half row)", half_width * col,
+                                                  std::numeric_limits<int32_t>::min());
+        halide_dimension_t shape[kTableDims] = {
+            halide_dimension_t(0, static_cast<int32_t>(half_width), static_cast<int32_t>(col)),
+            halide_dimension_t(0, 2, half_stride), halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
         KernelView s_view(s, kTableDims, shape);
         run_kernel(op, [&](void *uc) {
             return typed.apply_rotary_table(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), s_view.raw(),
@@ -376,7 +387,7 @@ SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> sc
     : dim_(dim), scale_base_(scale_base), use_xpos_(use_xpos), theta_(theta) {
     const char *op = "SinusoidalEmbeddings";
     if (dim <= 0 || dim % 2 || dim > std::numeric_limits<int32_t>::max()) {
-        detail::reject(op, "dim", "a positive even number", detail::str(dim));
+        detail::reject(op, "dim", "a positive even number below 2^31", detail::str(dim));
     }
     if (!(theta > 0) || !std::isfinite(theta)) detail::reject(op, "theta", "a positive finite number", detail::str(theta));
     if (use_xpos && !scale_base) {
@@ -396,7 +407,9 @@ RotaryTables SinusoidalEmbeddings::forward(const Tensor &x) const {
 }
 
 RotaryTables SinusoidalEmbeddings::forward(int64_t seq_len, Device device) const {
-    if (seq_len < 0) detail::reject("SinusoidalEmbeddings::forward", "seq_len", "a value >= 0", detail::str(seq_len));
+    if (seq_len < 0 || seq_len > std::numeric_limits<int32_t>::max()) {
+        detail::reject("SinusoidalEmbeddings::forward", "seq_len", "a value >= 0 and below 2^31", detail::str(seq_len));
+    }
     const std::vector<int64_t> table_shape{seq_len, dim_};
     RotaryTables tables{Tensor(table_shape, DType::Float32, device),
                         Tensor(use_xpos_ ? table_shape : std::vector<int64_t>{1}, DType::Float32, device)};

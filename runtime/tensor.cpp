@@ -2,12 +2,6 @@
 #include "error.h"
 #include "helix/helix.h"
 
-#ifdef HELIX_WITH_CUDA
-#include <HalideRuntimeCuda.h>
-#endif
-#ifdef HELIX_WITH_OPENCL
-#include <HalideRuntimeOpenCL.h>
-#endif
 
 #include <cstring>
 #include <limits>
@@ -38,12 +32,18 @@ std::vector<halide_dimension_t> halide_dims(const char *op, const std::vector<in
     std::vector<halide_dimension_t> dims(rank);
     int64_t contiguous = 1;
     for (int i = rank - 1; i >= 0; i--) {  // Halide order: innermost first
+        const int32_t extent = to_extent(op, "shape", shape[i]);
         const int64_t stride = strides.empty() ? contiguous : strides[i];
         if (stride < std::numeric_limits<int32_t>::min() || stride > std::numeric_limits<int32_t>::max()) {
+            if (strides.empty()) {  // a contiguous tensor whose inner dimensions are too large
+                detail::reject(op, "shape", "a shape whose inner dimensions hold fewer than 2^31 elements",
+                               "a dimension " + detail::str(i) + " stride of " + detail::str(stride));
+            }
             detail::reject(op, "strides", "strides in int32 range", detail::str(stride));
         }
-        dims[rank - 1 - i] = halide_dimension_t(0, to_extent(op, "shape", shape[i]), static_cast<int32_t>(stride));
-        contiguous *= shape[i];
+        dims[rank - 1 - i] = halide_dimension_t(0, extent, static_cast<int32_t>(stride));
+        contiguous *= extent;  // < 2^31 * 2^31: no overflow before the check above fires
+        if (contiguous > (int64_t(1) << 62)) detail::reject(op, "shape", "fewer than 2^62 elements", "more");
     }
     return dims;
 }
@@ -74,6 +74,9 @@ Tensor::Tensor(const std::vector<int64_t> &shape, DType dtype, Device device) {
     }
     detail::CallContext context;
     context.check("Tensor", buffer_.device_malloc(backend.interface(), &context));
+    // Create the device reference count now: Halide would create it lazily on the first
+    // copy, which is not thread-safe for a tensor shared between threads.
+    { Halide::Runtime::Buffer<> first_copy(buffer_); }
 }
 
 Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::vector<int64_t> &strides,
@@ -88,19 +91,14 @@ Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::ve
 
 Tensor Tensor::wrap_device(Device device, uint64_t handle, const std::vector<int64_t> &shape,
                            const std::vector<int64_t> &strides, DType dtype) {
-    Tensor t = wrap(nullptr, shape, strides, dtype);
-    detail::require_backend("Tensor::wrap_device", "device", device);
-    detail::CallContext context;
-    int rc = halide_error_code_device_wrap_native_failed;
-#ifdef HELIX_WITH_CUDA
-    if (device == Device::CUDA) rc = halide_cuda_wrap_device_ptr(&context, t.buffer_.raw_buffer(), handle);
-#endif
-#ifdef HELIX_WITH_OPENCL
-    if (device == Device::OpenCL) rc = halide_opencl_wrap_cl_mem(&context, t.buffer_.raw_buffer(), handle);
-#endif
     if (device == Device::CPU) detail::reject("Tensor::wrap_device", "device", "a GPU device", "cpu (use wrap)");
-    (void)handle;
-    context.check("Tensor::wrap_device", rc);
+    if (!handle) detail::reject("Tensor::wrap_device", "handle", "a device allocation", "0");
+    const detail::Backend &backend = detail::require_backend("Tensor::wrap_device", "device", device);
+    Tensor t = wrap(nullptr, shape, strides, dtype);
+    detail::CallContext context;
+    // Wrapped, not owned: the last copy detaches the handle instead of freeing it.
+    context.check("Tensor::wrap_device", t.buffer_.device_wrap_native(backend.interface(), handle, &context));
+    { Halide::Runtime::Buffer<> first_copy(t.buffer_); }  // the reference count, now (see above)
     return t;
 }
 
@@ -163,13 +161,14 @@ bool Tensor::is_contiguous() const {
 
 Tensor Tensor::narrow(int dim, int64_t start, int64_t length) const {
     const int d = checked_dim(dim);
-    if (start < 0 || length < 0 || start + length > size(d)) {
+    if (start < 0 || length < 0 || start > size(d) || length > size(d) - start) {
         detail::reject("Tensor::narrow", "start, length",
                        "a range inside [0, " + detail::str(size(d)) + ")",
                        "[" + detail::str(start) + ", " + detail::str(start + length) + ")");
     }
     Halide::Runtime::Buffer<> view = buffer_.cropped(rank() - 1 - d, static_cast<int>(start), static_cast<int>(length));
-    view.translate(rank() - 1 - d, -static_cast<int>(start));  // views start at 0
+    // Views start at 0. Set directly: Buffer::translate would drop a device allocation.
+    view.raw_buffer()->dim[rank() - 1 - d].min = 0;
     return Tensor(Shares{}, std::move(view));
 }
 

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace helix::test {
 namespace {
@@ -46,6 +47,9 @@ TEST(Errors, ValidArgumentsPass) { EXPECT_NO_THROW(Args().apply()); }
 // ---- SinusoidalEmbeddings -----------------------------------------------------------
 
 TEST(Errors, DimZero) { expect_error([] { SinusoidalEmbeddings(0); }, {"dim", "expected a positive even number", "given 0"}); }
+TEST(Errors, DimTooLarge) {
+    expect_error([] { SinusoidalEmbeddings(int64_t(1) << 32); }, {"dim", "below 2^31", "given 4294967296"});
+}
 TEST(Errors, DimNegative) { expect_error([] { SinusoidalEmbeddings(-4); }, {"dim", "positive even", "given -4"}); }
 TEST(Errors, DimOdd) { expect_error([] { SinusoidalEmbeddings(7); }, {"dim", "positive even", "given 7"}); }
 
@@ -75,7 +79,7 @@ TEST(Errors, ThetaNotFinite) {
 }
 
 TEST(Errors, SeqLenNegative) {
-    expect_error([] { SinusoidalEmbeddings(8).forward(int64_t{-1}); }, {"seq_len", ">= 0", "given -1"});
+    expect_error([] { SinusoidalEmbeddings(8).forward(int64_t{-1}); }, {"seq_len", ">= 0 and below 2^31", "given -1"});
     const Tensor freqs({0, 8}), scale({1});
     expect_error([&] { SinusoidalEmbeddings(8).forward(-3, freqs, scale); }, {"seq_len", "[0, 2^31)", "given -3"});
 }
@@ -89,6 +93,21 @@ TEST(Errors, WindowPositionsOutOfTheTable) {
     const Tensor freqs({5, 8}), scale({1});
     expect_error([&] { emb.window(10, 8, freqs, scale); }, {"start", "[0, 10)", "given [8, 13)"});
     expect_error([&] { emb.window(10, -1, freqs, scale); }, {"start", "[0, 10)", "given [-1, 4)"});
+    expect_error([&] { emb.window(10, INT64_MAX, freqs, scale); }, {"start", "[0, 10)"});  // no overflow
+}
+
+TEST(Errors, TensorWithoutMemory) {
+    expect_error([] { rotate_half(Tensor::wrap(nullptr, {2, 4}), Tensor({2, 4})); },
+                 {"x", "a tensor with memory", "given a tensor with no memory"});
+    expect_error([] { rotate_half(Tensor({2, 4}), Tensor::wrap(nullptr, {2, 4})); }, {"out", "with no memory"});
+}
+
+TEST(Errors, ViewRangeOverflow) {
+    expect_error([] { Tensor({2, 4}).narrow(1, 1, INT64_MAX); }, {"start, length", "inside [0, 4)"});
+}
+
+TEST(Errors, ShapeTooLargeNamesTheShape) {
+    expect_error([] { Tensor({2, 65536, 65536}); }, {"shape", "fewer than 2^31 elements"});
 }
 
 TEST(Errors, TableOutputsOfTheWrongShapeOrType) {

@@ -2,6 +2,12 @@
 // over random shapes, layouts, tables and scale kinds.
 #include "test_util.h"
 
+#if defined(HELIX_TEST_GPU_CUDA)
+#include <HalideRuntimeCuda.h>
+#elif defined(HELIX_TEST_GPU_OPENCL)
+#include <HalideRuntimeOpenCL.h>
+#endif
+
 #include <cfloat>
 #include <cstring>
 #include <iterator>
@@ -250,6 +256,43 @@ TEST(PublicApi, HalideBufferRoundTripSharesMemory) {
     EXPECT_FALSE(v.is_contiguous());
     EXPECT_EQ(v.contiguous().at({4, 2, 7}), 42.0f);
 }
+
+#if defined(HELIX_TEST_GPU_CUDA) || defined(HELIX_TEST_GPU_OPENCL)
+// The driver's handle of a helix device tensor (CUdeviceptr / cl_mem), as a caller has it.
+uint64_t native_handle(const Tensor &t) {
+    auto *b = const_cast<halide_buffer_t *>(t.to_halide().raw_buffer());
+#if defined(HELIX_TEST_GPU_CUDA)
+    return halide_cuda_get_device_ptr(nullptr, b);
+#else
+    return halide_opencl_get_cl_mem(nullptr, b);
+#endif
+}
+
+// A device view of caller memory (wrap_device) detaches, never frees, that memory, and
+// narrow views keep their device allocation.
+TEST(DeviceTensors, WrappedAndNarrowedViewsShareTheCallersMemory) {
+    const Device gpu = kKernelSets[0].device;
+    Tensor host({2, 8});
+    for (int i = 0; i < 16; i++) host.at({i / 8, i % 8}) = float(i);
+    const Tensor owner = host.to(gpu);
+    {
+        const Tensor view = Tensor::wrap_device(gpu, native_handle(owner), {2, 8});
+        EXPECT_EQ(view.device(), gpu);
+        const Tensor rotated = rotate_half(view);
+        EXPECT_EQ(rotated.to(Device::CPU).at({1, 0}), -host.at({1, 4}));
+    }  // the wrapper is gone; the caller's allocation must still be intact
+    const Tensor back = owner.to(Device::CPU);
+    for (int i = 0; i < 16; i++) EXPECT_EQ(back.at({i / 8, i % 8}), float(i));
+    const Tensor row = owner.narrow(0, 1, 1);
+    EXPECT_EQ(row.device(), gpu);
+    EXPECT_EQ(row.to(Device::CPU).at({0, 3}), 11.0f);
+    // Overlap is seen through views of one allocation, and views that do not overlap pass
+    // (at a 256-byte offset: OpenCL sub-buffers must start at the device's base alignment).
+    const Tensor rows16 = Tensor({16, 8}).to(gpu);
+    EXPECT_THROW(rotate_half(rows16.narrow(0, 0, 2), rows16.narrow(0, 1, 2)), Error);
+    EXPECT_NO_THROW(rotate_half(rows16.narrow(0, 0, 8), rows16.narrow(0, 8, 8)));
+}
+#endif
 
 }  // namespace
 }  // namespace helix::test
