@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -181,9 +180,10 @@ void rotary_copy(benchmark::State &state, const RotaryCase &c) {
 }
 
 #ifndef HELIX_BENCH_GPU
+float *f(const Tensor &t) { return static_cast<float *>(t.data()); }
+
 void apply_rotary_cpp_loop(benchmark::State &state, const RotaryCase &c) {
     const RotaryData &r = rotary_data(c);
-    auto f = [](const Tensor &t) { return static_cast<float *>(t.data()); };
     run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] {
         rope_cpp_loop(f(r.q), f(r.k), f(r.freqs), f(r.scale), f(r.q_out), f(r.k_out), c.batch * c.q_heads,
                       c.batch * c.k_heads, c.n, c.q_rows, c.d, kThreads);
@@ -194,7 +194,6 @@ void apply_rotary_cpp_loop(benchmark::State &state, const RotaryCase &c) {
 // destination line first (Halide 21 emits no non-temporal stores).
 void rotary_copy_ordinary_stores(benchmark::State &state, const RotaryCase &c) {
     const RotaryData &r = rotary_data(c);
-    auto f = [](const Tensor &t) { return static_cast<float *>(t.data()); };
     run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] {
         copy_ordinary_stores(f(r.q), f(r.q_out), r.q.numel(), kThreads);
         copy_ordinary_stores(f(r.k), f(r.k_out), r.k.numel(), kThreads);

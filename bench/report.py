@@ -26,7 +26,7 @@ def key(name):
 def main(run_dir):
     run_dir = pathlib.Path(run_dir)
     helix = json.loads((run_dir / "helix.json").read_text())
-    times, rates, copy_rates, errors, pcts = {}, {}, {}, {}, {}
+    times, rates, copy_rates, errors = {}, {}, {}, {}
     # helix.json lists each case's copy_roofline first; the other kernels have none.
     for b in helix["benchmarks"]:
         kernel, variant, shape, dtype = key(b["name"])
@@ -38,7 +38,6 @@ def main(run_dir):
         if variant == "copy_roofline":  # the roofline measured like every variant: preferred
             copy_rates[kernel, shape, dtype] = b["bytes_per_second"]
         else:  # every entry carries its % of the case's copy roofline (helix_bench's own)
-            pcts[kernel, variant, shape, dtype] = b["pct_of_copy"]
             copy_rates.setdefault((kernel, shape, dtype), b["bytes_per_second"] * 100 / b["pct_of_copy"])
     for peers in sorted(run_dir.glob("peers_*.json")):
         for b in json.loads(peers.read_text())["benchmarks"]:

@@ -125,6 +125,8 @@ Device device_of(const halide_buffer_t &buffer) {
     throw Error("helix::Tensor: the buffer's device interface belongs to no device this build of helix supports");
 }
 
+Location locate(const halide_buffer_t &buffer) { return find_backend(device_of(buffer))->locate(buffer); }
+
 }  // namespace detail
 
 std::vector<Device> supported_devices() {

@@ -29,5 +29,7 @@ const Backend *find_backend(Device device);
 const Backend &require_backend(const char *op, const std::string &argument, Device device);
 // The device whose interface a Halide buffer carries (CPU for none); throws for others.
 Device device_of(const halide_buffer_t &buffer);
+// Where a buffer's first element is, through its device's backend.
+Location locate(const halide_buffer_t &buffer);
 
 }  // namespace helix::detail

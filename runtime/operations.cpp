@@ -38,7 +38,7 @@ public:
     halide_buffer_t *raw() { return &buf_; }
     // Whether the view starts 16-byte aligned (host, device address or cl_mem offset).
     bool start_aligned() const {
-        return require_backend("", "", device_of(buf_)).locate(buf_).address % 16 == 0;
+        return locate(buf_).address % 16 == 0;
     }
     // An output's flags (device copy newer than the host's) back onto its tensor.
     void mark_written(const Tensor &t) const {
@@ -135,7 +135,7 @@ struct Span {
 Span span(const Tensor &t) {
     if (!t.defined() || t.numel() == 0) return {0, 0, 0};
     const halide_buffer_t &b = *t.to_halide().raw_buffer();
-    const Location at = require_backend("", "", t.device()).locate(b);
+    const Location at = locate(b);
     // Extents and strides are int32, so each reach fits in int64; the sums are 128-bit.
     const __int128 bytes = b.type.bytes();
     __int128 lo = 0, hi = 0;

@@ -48,6 +48,10 @@ std::vector<halide_dimension_t> halide_dims(const char *op, const std::vector<in
     return dims;
 }
 
+// Creates a buffer's device reference count now: Halide creates it lazily on the first
+// copy, which races when a tensor is shared between threads.
+void count_device_references(const Halide::Runtime::Buffer<> &buffer) { Halide::Runtime::Buffer<> first_copy(buffer); }
+
 }  // namespace
 
 std::string to_string(DType dtype) {
@@ -74,9 +78,7 @@ Tensor::Tensor(const std::vector<int64_t> &shape, DType dtype, Device device) {
     }
     detail::CallContext context;
     context.check("Tensor", buffer_.device_malloc(backend.interface(), &context));
-    // Create the device reference count now: Halide would create it lazily on the first
-    // copy, which is not thread-safe for a tensor shared between threads.
-    { Halide::Runtime::Buffer<> first_copy(buffer_); }
+    count_device_references(buffer_);
 }
 
 Tensor Tensor::wrap(void *data, const std::vector<int64_t> &shape, const std::vector<int64_t> &strides,
@@ -98,7 +100,7 @@ Tensor Tensor::wrap_device(Device device, uint64_t handle, const std::vector<int
     detail::CallContext context;
     // Wrapped, not owned: the last copy detaches the handle instead of freeing it.
     context.check("Tensor::wrap_device", t.buffer_.device_wrap_native(backend.interface(), handle, &context));
-    { Halide::Runtime::Buffer<> first_copy(t.buffer_); }  // the reference count, now (see above)
+    count_device_references(t.buffer_);
     return t;
 }
 
