@@ -71,31 +71,39 @@ inline Expr xpos_scale(Expr log2_zeta_f64, Expr power) {
 
 inline Expr log2_f64(Expr x) { return Halide::log(cast<double>(x)) * f64(1.4426950408889634074); }
 
-// (cos a, sin a) of a float32 angle, vectorizable and accurate for |a| up to ~2^30:
-// the quadrant reduction a - k pi/2 is done in double with pi/2 split into three float32
-// parts (k p1 is exact in double; what is left of pi/2 is 1e-23), the
-// polynomials in float32 on [-pi/4, pi/4] (Cephes sinf/cosf coefficients, < 1e-7 error).
-// Every constant is a float32 value: Halide 21's OpenCL C backend prints double
-// constants through float (float_from_bits), which would cost 3e-8 rad per unit of k.
+// The largest |angle| (rad) whose cos and sin are within float32 rounding of float64:
+// the quadrant count k then has at most 32 bits, so k * kHalfPi1 (21 significant bits) is
+// exact in double. Beyond it the results stay in [-1, 1] but are not accurate.
+constexpr double kMaxAccurateAngle = 4294967296.0;  // 2^32
+
+// (cos a, sin a) of a float32 angle, vectorizable, within float32 rounding of float64 for
+// |a| <= kMaxAccurateAngle. In double: the quadrant k = round(a 2/pi) with 2/pi split in two
+// float32 parts (a * part 1 is exact), then r = a - k pi/2 with pi/2 split in three
+// (Cody-Waite: k * part 1 exact, what is left of pi/2 is 1e-22). The polynomials run in
+// float32 on [-pi/4, pi/4] (Cephes sinf/cosf coefficients, < 1e-7 error). Every constant is
+// a float32 value: Halide 21's OpenCL C backend prints double constants through float
+// (float_from_bits), and strict_float keeps the split products apart (folded together
+// they would be rounded back to one such constant).
 inline Tuple cos_sin(Expr angle) {
+    auto c = [](float v) { return cast<double>(Expr(v)); };
     Expr a = cast<double>(angle);
-    Expr k = Halide::round(a * cast<double>(Expr(0.636619746685028076f)));  // ~2/pi: picks the quadrant
-    // strict_float keeps the three products apart (folded together, their sum would be
-    // rounded back to one float32 constant on OpenCL).
-    Expr r = cast<float>(Halide::strict_float(a - k * cast<double>(Expr(1.57079637050628662f)) -
-                                              k * cast<double>(Expr(-4.37113882867379e-08f)) -
-                                              k * cast<double>(Expr(-1.71512451000588e-15f))));
+    Expr k = Halide::strict_float(Halide::round(a * c(0x1.45f306p-1f) + a * c(0x1.b93910p-26f)));
+    Expr r = Halide::strict_float(a - k * c(0x1.921fb0p+0f) - k * c(0x1.5110b4p-22f) - k * c(0x1.84698ap-48f));
+    // Near a tie k may round the other way (|r| up to pi/4 + 1e-6). Past kMaxAccurateAngle
+    // r can leave [-pi/4, pi/4] by far, where the polynomials grow without bound: clamped
+    // to pi/4 + 2^-10, the results are never larger than 1 (but not accurate there).
+    Expr rf = Halide::clamp(cast<float>(r), -0.7863748f, 0.7863748f);
     // k mod 4 as a float (0, 1, 2 or 3, exact): no float -> int conversion, whose
     // truncating RVV forms (vfcvt.rtz) qemu 7.2 cannot emulate.
-    Expr quadrant = cast<float>(k - cast<double>(Expr(4.0f)) * Halide::floor(k * cast<double>(Expr(0.25f))));
-    Expr z = r * r;
-    Expr sin_r = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
+    Expr quadrant = cast<float>(k - c(4.0f) * Halide::floor(k * c(0.25f)));
+    Expr z = rf * rf;
+    Expr sin_r = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * rf + rf;
     Expr cos_r = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
                  0.5f * z + 1.0f;
     // a = k pi/2 + r: rotate (cos r, sin r) by the quadrant.
-    Expr c = select(quadrant == 0.0f, cos_r, quadrant == 1.0f, -sin_r, quadrant == 2.0f, -cos_r, sin_r);
-    Expr s = select(quadrant == 0.0f, sin_r, quadrant == 1.0f, cos_r, quadrant == 2.0f, -sin_r, -cos_r);
-    return {c, s};
+    Expr cs = select(quadrant == 0.0f, cos_r, quadrant == 1.0f, -sin_r, quadrant == 2.0f, -cos_r, sin_r);
+    Expr sn = select(quadrant == 0.0f, sin_r, quadrant == 1.0f, cos_r, quadrant == 2.0f, -sin_r, -cos_r);
+    return {cs, sn};
 }
 
 // rotate_half on the (jj, half) view: (x1, x2) -> (-x2, x1).

@@ -3,6 +3,9 @@
 #include <HalideRuntime.h>
 
 #include <atomic>
+#include <list>
+#include <utility>
+#include <cmath>
 #include <mutex>
 #include <unordered_set>
 
@@ -26,10 +29,51 @@ void route_error(void *user_context, const char *message) {
     }
 }
 
+// The default is swapped as one immutable pair, so a call sees the old pair or the new
+// one, never a mix; pairs are kept for the life of the process (set rarely).
+std::mutex default_gpu_mutex;
+std::atomic<const GpuContext *> default_gpu{nullptr};
+thread_local GpuContext thread_gpu;
+
 }  // namespace
+
+GpuContext current_gpu_context() {
+    if (thread_gpu.context) return thread_gpu;
+    const GpuContext *d = default_gpu.load(std::memory_order_acquire);
+    return d ? *d : GpuContext{};
+}
+
+void set_default_gpu_context(GpuContext context) {
+    static std::list<GpuContext> kept;
+    std::lock_guard<std::mutex> lock(default_gpu_mutex);
+    if (!context.context) {
+        default_gpu.store(nullptr, std::memory_order_release);
+        return;
+    }
+    kept.push_back(context);
+    default_gpu.store(&kept.back(), std::memory_order_release);
+}
+
+GpuContext exchange_thread_gpu_context(GpuContext context) { return std::exchange(thread_gpu, context); }
 
 void reject(const char *op, const std::string &argument, const std::string &expected, const std::string &given) {
     throw Error(std::string("helix::") + op + ": " + argument + ": expected " + expected + ", given " + given);
+}
+
+std::string range_string(int64_t start, int64_t length) {
+    int64_t end;
+    if (__builtin_add_overflow(start, length, &end)) return "[" + str(start) + ", " + str(start) + " + " + str(length) + ")";
+    return "[" + str(start) + ", " + str(end) + ")";
+}
+
+float require_positive_float(const char *op, const std::string &argument, double value, float min) {
+    const float f = static_cast<float>(value);  // out of range: inf (or 0 below the smallest float)
+    if (!(f >= min) || !std::isfinite(f)) {
+        reject(op, argument,
+               "a positive finite number, as float32 in [" + str(min) + ", " + str(std::numeric_limits<float>::max()) + "]",
+               str(value) + (std::isfinite(value) && value > 0 ? " (float32: " + str(f) + ")" : ""));
+    }
+    return f;
 }
 
 CallContext::CallContext() {

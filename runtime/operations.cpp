@@ -3,6 +3,7 @@
 #include "backends.h"
 #include "error.h"
 #include "kernels.h"
+#include "overlap.h"
 
 #include <HalideRuntime.h>
 
@@ -109,6 +110,12 @@ const TypedKernels &require_kernels(const char *op, const char *name, const Kern
     return *typed;
 }
 
+std::string strides_string(const Tensor &t) {
+    std::string s = "(";
+    for (int i = 0; i < t.rank(); i++) s += (i ? ", " : "") + str(t.stride(i));
+    return s + (t.rank() == 1 ? ",)" : ")");
+}
+
 void require_unit_feature_stride(const char *op, const char *name, const Tensor &t) {
     if (t.size(-1) > 1 && t.stride(-1) != 1) {
         reject(op, name, "unit stride in the last dimension", "stride " + str(t.stride(-1)));
@@ -125,32 +132,17 @@ void require_shape(const char *op, const char *name, const Tensor &t, const std:
     }
 }
 
-// The allocation of a tensor and the byte range [lo, hi) it spans there; empty for a
-// tensor with no elements.
-struct Span {
-    uint64_t allocation;
-    __int128 lo, hi;
-};
-
-Span span(const Tensor &t) {
-    if (!t.defined() || t.numel() == 0) return {0, 0, 0};
+// A tensor's bytes for the overlap checks: where its first element is (through its
+// device's backend) and its strides in bytes.
+MemoryLayout memory_layout(const Tensor &t) {
     const halide_buffer_t &b = *t.to_halide().raw_buffer();
     const Location at = locate(b);
-    // Extents and strides are int32, so each reach fits in int64; the sums are 128-bit.
-    const __int128 bytes = b.type.bytes();
-    __int128 lo = 0, hi = 0;
-    for (int i = 0; i < t.rank(); i++) {
-        const __int128 reach = __int128(t.size(i) - 1) * t.stride(i);
-        lo += reach < 0 ? reach : 0;
-        hi += reach > 0 ? reach : 0;
-    }
-    return {at.allocation, at.address + lo * bytes, at.address + (hi + 1) * bytes};
-}
-
-bool overlap(const Tensor &a, const Tensor &b) {
-    if (!a.defined() || !b.defined() || a.device() != b.device()) return false;
-    const Span x = span(a), y = span(b);
-    return x.lo < x.hi && y.lo < y.hi && x.allocation == y.allocation && x.lo < y.hi && y.lo < x.hi;
+    MemoryLayout m;
+    m.allocation = at.allocation;
+    m.base = at.address;
+    m.bytes = b.type.bytes();
+    for (int i = 0; i < t.rank(); i++) m.dims.push_back({t.size(i), t.stride(i) * m.bytes});
+    return m;
 }
 
 struct Named {
@@ -158,21 +150,35 @@ struct Named {
     const Tensor *tensor;
 };
 
-// Outputs are written out of place: none may share memory with an input or another output.
+// Rejects `out` when it may share an element with `other` (Unknown counts as shared:
+// a race is worse than a refused call).
+void require_no_shared_element(const char *op, const Named &out, const Named &other, const std::string &why) {
+    const Tensor &a = *out.tensor, &b = *other.tensor;
+    if (!a.defined() || !b.defined() || a.device() != b.device() || a.numel() == 0 || b.numel() == 0) return;
+    const Overlap o = shares_memory(memory_layout(a), memory_layout(b));
+    if (o == Overlap::No) return;
+    reject(op, out.name, std::string("no element shared with ") + other.name + why,
+           o == Overlap::Yes ? std::string("a tensor sharing elements with ") + other.name
+                             : std::string("strides for which helix could not rule out a shared element with ") +
+                                   other.name + " (within " + str(kOverlapWork) + " steps)");
+}
+
+// Outputs are written out of place, in parallel: none may share an element with an input
+// or another output, and no two elements of one output may overlap (a stride-0
+// dimension, for example). Outputs that interleave without a common element are fine.
 void require_disjoint(const char *op, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
     for (auto out = outputs.begin(); out != outputs.end(); ++out) {
-        for (const Named &in : inputs) {
-            if (overlap(*out->tensor, *in.tensor)) {
-                reject(op, out->name, std::string("memory disjoint from ") + in.name + " (not in place)",
-                       std::string("a tensor overlapping ") + in.name);
+        const Tensor &t = *out->tensor;
+        if (t.defined() && t.numel() > 1) {
+            const Overlap o = overlaps_itself(memory_layout(t));
+            if (o != Overlap::No) {
+                reject(op, out->name, "an output whose elements do not overlap each other",
+                       std::string(o == Overlap::Yes ? "" : "possibly ") + "overlapping elements: shape " +
+                           t.shape_string() + ", strides " + strides_string(t));
             }
         }
-        for (auto other = std::next(out); other != outputs.end(); ++other) {
-            if (overlap(*out->tensor, *other->tensor)) {
-                reject(op, other->name, std::string("memory disjoint from ") + out->name,
-                       std::string("a tensor overlapping ") + out->name);
-            }
-        }
+        for (const Named &in : inputs) require_no_shared_element(op, *out, in, " (not in place)");
+        for (auto other = outputs.begin(); other != out; ++other) require_no_shared_element(op, *out, *other, "");
     }
 }
 
@@ -222,7 +228,7 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     const int64_t rows = freqs.size(0);
     if (start < 0 || start > seq_len || rows > seq_len - start) {
         reject(op, "start", "positions [start, start + rows) inside the table's range [0, " + str(seq_len) + ")",
-               "[" + str(start) + ", " + str(start + rows) + ")");
+               range_string(start, rows));
     }
     require_defined(op, "scale", scale);
     require_dtype(op, "scale", scale, DType::Float32, " (tables are float32)");
@@ -232,31 +238,36 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     } else if (scale.numel() != 1) {
         reject(op, "scale", "one element (no xPos: the scale is 1)", "shape " + scale.shape_string());
     }
-    require_disjoint(op, {{"scale", &scale}}, {{"freqs", &freqs}});
+    require_disjoint(op, {{"freqs", &freqs}, {"scale", &scale}}, {});
 
     require_same_device(op, {{"freqs", &freqs}, {"scale", &scale}});
-    if (rows == 0) return;
-    KernelView freqs_view(freqs, kTableDims);
     const float theta = static_cast<float>(emb.theta());
     const int32_t first = static_cast<int32_t>(start);
-    if (emb.use_xpos()) {
-        KernelView scale_view(scale, kTableDims);
-        const float scale_base = static_cast<float>(*emb.scale_base());
-        run_kernel(op, [&](void *uc) {
-            return kernels.sinusoidal_table_xpos(uc, theta, n, first, freqs_view.start_aligned() && scale_view.start_aligned(),
-                                                 scale_base, freqs_view.raw(), scale_view.raw());
-        });
-        scale_view.mark_written(scale);
-    } else {
-        run_kernel(op, [&](void *uc) {
-            return kernels.sinusoidal_table(uc, theta, n, first, freqs_view.start_aligned(), freqs_view.raw());
-        });
-        // Without xPos the scale is the constant 1 (written once the table succeeded).
+    if (rows > 0) {
+        KernelView freqs_view(freqs, kTableDims);
+        if (emb.use_xpos()) {
+            KernelView scale_view(scale, kTableDims);
+            const float scale_base = static_cast<float>(*emb.scale_base());
+            run_kernel(op, [&](void *uc) {
+                return kernels.sinusoidal_table_xpos(uc, theta, n, first,
+                                                     freqs_view.start_aligned() && scale_view.start_aligned(),
+                                                     scale_base, freqs_view.raw(), scale_view.raw());
+            });
+            scale_view.mark_written(scale);
+        } else {
+            run_kernel(op, [&](void *uc) {
+                return kernels.sinusoidal_table(uc, theta, n, first, freqs_view.start_aligned(), freqs_view.raw());
+            });
+        }
+        freqs_view.mark_written(freqs);
+    }
+    if (!emb.use_xpos()) {
+        // Without xPos the scale is the constant 1, for an empty table too (Zeta's
+        // ones(1)); written once the table succeeded.
         const Tensor one(scale.shape());
         Halide::Runtime::Buffer<float>(one.to_halide()).fill(1.0f);
         scale.copy_from(one);
     }
-    freqs_view.mark_written(freqs);
 }
 
 // ---- rotate_half --------------------------------------------------------------------
@@ -312,7 +323,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
 
     // scale: nothing, a number, a one-element tensor, or a table broadcastable to (N, dim).
     const Tensor &s = scale.tensor();
-    float scale_value = static_cast<float>(scale.value());
+    double scale_value = scale.value();
     bool use_table = false;
     if (s.defined()) {
         require_dtype(op, "scale", s, DType::Float32, " (tables are float32)");
@@ -325,6 +336,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
                    "shape " + s.shape_string());
         }
     }
+    const float scale_f32 = use_table ? 1.0f : require_positive_float(op, "scale", scale_value);
 
     require_shape(op, "q_out", q_out, q.shape(), " (the shape of q)");
     require_shape(op, "k_out", k_out, k.shape(), " (the shape of k)");
@@ -371,7 +383,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
         });
     } else {
         run_kernel(op, [&](void *uc) {
-            return typed.apply_rotary(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), scale_value,
+            return typed.apply_rotary(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), scale_f32,
                                       qo_view.raw(), ko_view.raw());
         });
     }
@@ -389,13 +401,13 @@ SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> sc
     if (dim <= 0 || dim % 2 || dim > std::numeric_limits<int32_t>::max()) {
         detail::reject(op, "dim", "a positive even number below 2^31", detail::str(dim));
     }
-    if (!(theta > 0) || !std::isfinite(theta)) detail::reject(op, "theta", "a positive finite number", detail::str(theta));
+    // The kernels take theta and scale_base as float32. theta must be a normal float32:
+    // below that 1 / theta^(2i / dim) overflows.
+    detail::require_positive_float(op, "theta", theta, std::numeric_limits<float>::min());
     if (use_xpos && !scale_base) {
         detail::reject(op, "scale_base", "a value: scale_base must be set when use_xpos is true", "none");
     }
-    if (scale_base && (!(*scale_base > 0) || !std::isfinite(*scale_base))) {
-        detail::reject(op, "scale_base", "a positive finite number", detail::str(*scale_base));
-    }
+    if (scale_base) detail::require_positive_float(op, "scale_base", *scale_base);
 }
 
 RotaryTables SinusoidalEmbeddings::forward(const Tensor &x) const {
@@ -418,6 +430,11 @@ RotaryTables SinusoidalEmbeddings::forward(int64_t seq_len, Device device) const
 }
 
 void SinusoidalEmbeddings::forward(int64_t seq_len, const Tensor &freqs, const Tensor &scale) const {
+    // The whole table, (seq_len, dim): a shorter freqs is a window (see window()).
+    if (seq_len >= 0 && freqs.defined() && freqs.rank() == 2 && freqs.size(0) != seq_len) {
+        detail::reject("SinusoidalEmbeddings::forward", "freqs", "shape (" + detail::str(seq_len) + ", " +
+                       detail::str(dim_) + ") (seq_len rows)", freqs.shape_string());
+    }
     window(seq_len, 0, freqs, scale);
 }
 

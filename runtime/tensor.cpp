@@ -42,8 +42,11 @@ std::vector<halide_dimension_t> halide_dims(const char *op, const std::vector<in
             detail::reject(op, "strides", "strides in int32 range", detail::str(stride));
         }
         dims[rank - 1 - i] = halide_dimension_t(0, extent, static_cast<int32_t>(stride));
-        contiguous *= extent;  // < 2^31 * 2^31: no overflow before the check above fires
-        if (contiguous > (int64_t(1) << 62)) detail::reject(op, "shape", "fewer than 2^62 elements", "more");
+        // The element count stays below 2^62 (checked before the product can overflow).
+        if (extent > 0 && contiguous > (int64_t(1) << 62) / extent) {
+            detail::reject(op, "shape", "fewer than 2^62 elements", "more");
+        }
+        contiguous *= extent;
     }
     return dims;
 }
@@ -137,6 +140,11 @@ std::vector<int64_t> Tensor::strides() const {
     return s;
 }
 
+bool Tensor::defined() const {
+    const halide_buffer_t &b = *buffer_.raw_buffer();
+    return b.dimensions > 0 || b.host || b.device || b.device_interface;
+}
+
 int64_t Tensor::numel() const {
     if (!defined()) return 0;
     int64_t n = 1;
@@ -166,7 +174,7 @@ Tensor Tensor::narrow(int dim, int64_t start, int64_t length) const {
     if (start < 0 || length < 0 || start > size(d) || length > size(d) - start) {
         detail::reject("Tensor::narrow", "start, length",
                        "a range inside [0, " + detail::str(size(d)) + ")",
-                       "[" + detail::str(start) + ", " + detail::str(start + length) + ")");
+                       detail::range_string(start, length));
     }
     Halide::Runtime::Buffer<> view = buffer_.cropped(rank() - 1 - d, static_cast<int>(start), static_cast<int>(length));
     // Views start at 0. Set directly: Buffer::translate would drop a device allocation.

@@ -5,7 +5,10 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstdint>
+#include <random>
 
 namespace helix::test {
 namespace {
@@ -78,6 +81,20 @@ TEST(Errors, ThetaNotFinite) {
     expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, NAN); }, {"theta", "positive finite", "given nan"});
 }
 
+// Numbers are checked as the float32 the kernels take (SPEC section 3): 1e39 is inf and
+// 1e-50 is 0 there. theta must be a normal float32 (below, 1 / theta^(2i/dim) overflows).
+TEST(Errors, NumbersAreCheckedAfterConversionToFloat32) {
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, 1e39); },
+                 {"theta", "positive finite", "as float32", "given 1e+39 (float32: inf)"});
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, 1e-50); }, {"theta", "given 1e-50 (float32: 0)"});
+    expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, 1e-40); }, {"theta", "1.17549e-38", "given 1e-40"});
+    expect_error([] { SinusoidalEmbeddings(8, 1e-50, true); }, {"scale_base", "given 1e-50 (float32: 0)"});
+    expect_error([] { SinusoidalEmbeddings(8, 1e39, true); }, {"scale_base", "given 1e+39 (float32: inf)"});
+    // The extremes that do convert are accepted, and their tables are finite.
+    const RotaryTables t = SinusoidalEmbeddings(8, 1e-40, true, double(FLT_MIN)).forward(3);
+    for (int64_t j = 0; j < 8; j++) EXPECT_TRUE(std::isfinite(t.freqs.at({2, j}))) << j;
+}
+
 TEST(Errors, SeqLenNegative) {
     expect_error([] { SinusoidalEmbeddings(8).forward(int64_t{-1}); }, {"seq_len", ">= 0 and below 2^31", "given -1"});
     const Tensor freqs({0, 8}), scale({1});
@@ -96,6 +113,14 @@ TEST(Errors, WindowPositionsOutOfTheTable) {
     expect_error([&] { emb.window(10, INT64_MAX, freqs, scale); }, {"start", "[0, 10)"});  // no overflow
 }
 
+// forward(seq_len, freqs, scale) fills the whole (seq_len, dim) table: a freqs of other
+// length is an error, not half a table.
+TEST(Errors, ForwardIntoATableOfOtherLength) {
+    const SinusoidalEmbeddings emb(8);
+    expect_error([&] { emb.forward(10, Tensor({5, 8}), Tensor({1})); }, {"freqs", "shape (10, 8)", "given (5, 8)"});
+    expect_error([&] { emb.forward(3, Tensor({5, 8}), Tensor({1})); }, {"freqs", "shape (3, 8)", "given (5, 8)"});
+}
+
 TEST(Errors, TensorWithoutMemory) {
     expect_error([] { rotate_half(Tensor::wrap(nullptr, {2, 4}), Tensor({2, 4})); },
                  {"x", "a tensor with memory", "given a tensor with no memory"});
@@ -104,10 +129,15 @@ TEST(Errors, TensorWithoutMemory) {
 
 TEST(Errors, ViewRangeOverflow) {
     expect_error([] { Tensor({2, 4}).narrow(1, 1, INT64_MAX); }, {"start, length", "inside [0, 4)"});
+    expect_error([] { Tensor({2, 4}).narrow(1, 1, INT64_MAX); }, {"given [1, 1 + 9223372036854775807)"});
 }
 
 TEST(Errors, ShapeTooLargeNamesTheShape) {
     expect_error([] { Tensor({2, 65536, 65536}); }, {"shape", "fewer than 2^31 elements"});
+    // With explicit strides the element count is checked before it can overflow.
+    float one = 0;
+    const int64_t big = INT32_MAX;
+    expect_error([&] { Tensor::wrap(&one, {big, big, big}, {0, 0, 0}); }, {"shape", "fewer than 2^62 elements"});
 }
 
 TEST(Errors, TableOutputsOfTheWrongShapeOrType) {
@@ -124,7 +154,10 @@ TEST(Errors, TableOutputsOfTheWrongShapeOrType) {
 TEST(Errors, TableOutputsOverlap) {
     const Tensor freqs({5, 8});
     expect_error([&] { SinusoidalEmbeddings(8, 16.0, true).forward(5, freqs, freqs); },
-                 {"scale", "disjoint from freqs", "overlapping freqs"});
+                 {"scale", "no element shared with freqs", "sharing elements with freqs"});
+    const Tensor row({1, 8});
+    expect_error([&] { SinusoidalEmbeddings(8).forward(5, Tensor::wrap(row.data(), {5, 8}, {0, 1}), Tensor({1})); },
+                 {"freqs", "elements do not overlap each other", "strides (0, 1)"});
 }
 
 // ---- rotate_half --------------------------------------------------------------------
@@ -154,7 +187,7 @@ TEST(Errors, RotateHalfUnbuiltDtype) {
 
 TEST(Errors, RotateHalfInPlace) {
     const Tensor x({3, 4});
-    expect_error([&] { rotate_half(x, x); }, {"out", "disjoint from x", "overlapping x"});
+    expect_error([&] { rotate_half(x, x); }, {"out", "no element shared with x (not in place)", "sharing elements with x"});
 }
 
 // ---- apply_rotary_pos_emb -----------------------------------------------------------
@@ -252,18 +285,70 @@ TEST(Errors, OutputShapeMismatch) {
 TEST(Errors, OutputAliasesAnInput) {
     Args a;
     a.q_out = a.q;
-    expect_error([&] { a.apply(); }, {"q_out", "disjoint from q", "overlapping q"});
+    expect_error([&] { a.apply(); }, {"q_out", "no element shared with q", "sharing elements with q"});
     Args b;
     b.k_out = b.k.narrow(1, 0, 5);
-    expect_error([&] { b.apply(); }, {"k_out", "disjoint from k", "overlapping k"});
+    expect_error([&] { b.apply(); }, {"k_out", "no element shared with k", "sharing elements with k"});
     Args c;
     const Tensor shared({2, 5, 8});
     c.q_out = shared.narrow(1, 2, 3);
     c.k_out = shared;
-    expect_error([&] { c.apply(); }, {"k_out", "disjoint from q_out"});
+    expect_error([&] { c.apply(); }, {"k_out", "no element shared with q_out"});
     Args d;
-    d.k_out = Tensor::wrap(d.t.scale.data(), {2, 5, 8}, {0, 8, 1});
-    expect_error([&] { d.apply(); }, {"k_out", "disjoint from scale"});
+    const Tensor big({10, 8});
+    d.t.scale = big.narrow(0, 0, 5);
+    d.k_out = Tensor::wrap(big.data(), {2, 5, 8});
+    expect_error([&] { d.apply(); }, {"k_out", "no element shared with scale"});
+}
+
+// Overlap is decided on elements (SPEC section 3): an output that overlaps itself is
+// rejected (its parallel tasks would race); outputs that interleave without sharing an
+// element are accepted and computed as if they were apart.
+TEST(Errors, OutputOverlappingItself) {
+    Args a;
+    const Tensor row({8});
+    a.q_out = Tensor::wrap(row.data(), {2, 3, 8}, {0, 0, 1});
+    expect_error([&] { a.apply(); }, {"q_out", "elements do not overlap each other", "strides (0, 0, 1)"});
+    Args b;
+    const Tensor rows({4, 8});
+    b.k_out = Tensor::wrap(rows.data(), {2, 5, 8}, {8, 4, 1});  // rows overlap by half a row
+    expect_error([&] { b.apply(); }, {"k_out", "elements do not overlap each other", "strides (8, 4, 1)"});
+    const Tensor x({3, 8});
+    expect_error([&] { rotate_half(x, Tensor::wrap(rows.data(), {3, 8}, {1, 1})); }, {"out", "overlap each other"});
+}
+
+TEST(Errors, InterleavedOutputsWithoutSharedElementsAreAccepted) {
+    Args separate;
+    std::mt19937 rng(4);
+    fill_uniform(separate.q, rng);
+    fill_uniform(separate.k, rng);
+    separate.apply();
+    // q_out row i of batch b at storage row 2i, k_out row i at 2i + 1 (then k's last rows).
+    Args interleaved;
+    interleaved.q = separate.q;
+    interleaved.k = separate.k;
+    const Tensor storage({2, 10, 8});
+    interleaved.q_out = Tensor::wrap(storage.data(), {2, 3, 8}, {80, 16, 1});
+    interleaved.k_out = Tensor::wrap(static_cast<float *>(storage.data()) + 8, {2, 5, 8}, {80, 16, 1});
+    ASSERT_NO_THROW(interleaved.apply());
+    for (const auto &[got, want] : {std::pair{interleaved.q_out, separate.q_out}, std::pair{interleaved.k_out, separate.k_out}}) {
+        ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
+            ASSERT_EQ(ref::element(got, idx), ref::element(want, idx));
+        });
+    }
+}
+
+// A scale number is a positive finite float32 (SPEC section 3), whether given as a number
+// or as a one-element tensor: NaN, 0, negative or out of float32 range are errors.
+TEST(Errors, ScaleNumberNotPositiveFinite) {
+    for (double bad : {double(NAN), 0.0, -1.0, 1e39, double(INFINITY), 1e-50}) {
+        Args a;
+        expect_error([&] { apply_rotary_pos_emb(a.q, a.k, a.t.freqs, Scale(bad), a.q_out, a.k_out); },
+                     {"scale", "positive finite", ("given " + detail::str(bad)).c_str()});
+        const Tensor one({1});
+        one.at({0}) = static_cast<float>(bad);
+        expect_error([&] { apply_rotary_pos_emb(a.q, a.k, a.t.freqs, one, a.q_out, a.k_out); }, {"scale", "positive finite"});
+    }
 }
 
 TEST(Errors, UndefinedTensor) {
@@ -291,6 +376,50 @@ TEST(Errors, MismatchedDevices) {
     expect_error([&] { rotate_half(x, Tensor({3, 4})); }, {"out", "the device of x", "given cpu"});
 }
 #endif
+
+// ---- values of edge cases --------------------------------------------------------------
+
+// Zeta returns ones(1) as the scale without xPos, for an empty table too.
+TEST(EdgeCases, EmptyTableWithoutXposHasScaleOne) {
+    const Device device = kKernelSets[0].device;
+    const RotaryTables t = SinusoidalEmbeddings(8).forward(0, device);
+    EXPECT_EQ(t.freqs.shape(), (std::vector<int64_t>{0, 8}));
+    EXPECT_EQ(t.scale.to(Device::CPU).at({0}), 1.0f);
+    const Tensor scale = Tensor({1}, DType::Float32, device);  // uninitialised on a GPU
+    SinusoidalEmbeddings(8).forward(0, Tensor({0, 8}, DType::Float32, device), scale);
+    EXPECT_EQ(scale.to(Device::CPU).at({0}), 1.0f);
+}
+
+// A rank-0 tensor holds one element, on any device: it is defined, copies, and works as a
+// scale (it used to count as undefined on a device, so Scale(t) silently meant 1).
+TEST(EdgeCases, RankZeroTensorsAreDefined) {
+    const Device device = kKernelSets[0].device;
+    Tensor host(std::vector<int64_t>{});
+    EXPECT_TRUE(host.defined());
+    EXPECT_EQ(host.numel(), 1);
+    *static_cast<float *>(host.data()) = 2.0f;
+    const Tensor t(std::vector<int64_t>{}, DType::Float32, device);
+    EXPECT_TRUE(t.defined());
+    EXPECT_EQ(t.numel(), 1);
+    t.copy_from(host);
+    const Tensor back(std::vector<int64_t>{});
+    back.copy_from(t);
+    EXPECT_EQ(*static_cast<float *>(back.data()), 2.0f);
+
+    std::mt19937 rng(6);
+    Args a;
+    fill_uniform(a.q, rng);
+    fill_uniform(a.k, rng);
+    const Tensor freqs = a.t.freqs.to(device), q = a.q.to(device), k = a.k.to(device);
+    const Tensor q_out(a.q.shape(), DType::Float32, device), k_out(a.k.shape(), DType::Float32, device);
+    const Tensor q_two(a.q.shape(), DType::Float32, device), k_two(a.k.shape(), DType::Float32, device);
+    apply_rotary_pos_emb(q, k, freqs, Scale(t), q_out, k_out);
+    apply_rotary_pos_emb(q, k, freqs, Scale(2.0), q_two, k_two);
+    const Tensor got = q_out.to(Device::CPU), want = q_two.to(Device::CPU);
+    ref::for_each_index(got.shape(), [&](const std::vector<int64_t> &idx) {
+        ASSERT_EQ(ref::element(got, idx), ref::element(want, idx));
+    });
+}
 
 // ---- nothing written when a check fails ---------------------------------------------
 

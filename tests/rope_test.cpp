@@ -205,6 +205,50 @@ TEST_P(ApplyRotary, LongPositionsUpTo2To16) {
     run_and_check(q, k, t.freqs, t.scale, Layout::Contiguous, "n = 65536");
 }
 
+// cos/sin of any float32 angle up to the documented limit, 2^32 rad (kMaxAccurateAngle in
+// generators/rope_algorithm.h), within the fp32 tolerance: random angles in every binade
+// from 2^-4 to 2^32, the largest float32 below 2^32, and the float32 angles nearest to
+// multiples of pi/2 (where the reduction cancels most). Beyond the limit the results are
+// not accurate but must stay rotations: finite and no larger than the input pair.
+TEST_P(ApplyRotary, CosSinAccurateUpTo2To32Radians) {
+    std::mt19937 rng(32);
+    std::vector<float> angles;
+    for (int e = -4; e < 32; e++) {
+        std::uniform_real_distribution<double> mantissa(1.0, 2.0);
+        for (int i = 0; i < 6; i++) angles.push_back(static_cast<float>(std::ldexp(mantissa(rng), e)));
+    }
+    angles.push_back(std::nextafter(4294967296.0f, 0.0f));
+    for (double k : {1e3, 2.5e7, 3e7 + 1, 6.3e8, 1.6e9, 2.7e9}) {
+        angles.push_back(static_cast<float>(k * M_PI_2));
+    }
+    angles.push_back(1e8f);
+    angles.push_back(1e9f);
+    const int64_t n = static_cast<int64_t>(angles.size()), d = 4;
+    const Tensor freqs({n, d});
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t j = 0; j < d; j++) freqs.at({r, j}) = (j % 2 ? -1.0f : 1.0f) * angles[r];
+    }
+    const Tensor q = random_tensor({3, n, d}, Layout::Contiguous, rng), k = random_tensor({2, n, d}, Layout::Contiguous, rng);
+    run_and_check(q, k, freqs, Scale(), Layout::Contiguous, "angles up to 2^32");
+
+    const float beyond[] = {4294967296.0f, 1e10f, 1e20f, 3e38f, -3e38f};
+    const Tensor far({5, d});
+    for (int64_t r = 0; r < 5; r++) {
+        for (int64_t j = 0; j < d; j++) far.at({r, j}) = beyond[r];
+    }
+    const Tensor x = random_tensor({2, 5, d}, Layout::Contiguous, rng), y = random_tensor({2, 5, d}, Layout::Contiguous, rng);
+    const Tensor x_out({2, 5, d}), y_out({2, 5, d});
+    run_apply(GetParam(), x, y, far, Scale(), x_out, y_out);
+    ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
+        std::vector<int64_t> partner = idx;
+        partner.back() ^= 2;  // d = 4: features j and j + 2 pair
+        const double bound = 1.0001 * std::max(std::fabs(ref::element(x, idx)), std::fabs(ref::element(x, partner)));
+        const double got = ref::element(x_out, idx);
+        ASSERT_TRUE(std::isfinite(got) && std::fabs(got) <= bound * std::sqrt(2.0))
+            << "angle " << beyond[idx[1]] << ": " << got << " from a pair of magnitude " << bound;
+    });
+}
+
 // Random angles (not table products) and scales, as Zeta's own example passes.
 TEST_P(ApplyRotary, ArbitraryFreqsAndScales) {
     std::mt19937 rng(5);

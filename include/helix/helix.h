@@ -72,7 +72,8 @@ public:
     static Tensor from_halide(const Halide::Runtime::Buffer<> &buffer);
     const Halide::Runtime::Buffer<> &to_halide() const { return buffer_; }
 
-    bool defined() const { return buffer_.dimensions() > 0 || buffer_.data() != nullptr; }
+    // Whether the tensor describes an array (rank 0 holds one element, on any device).
+    bool defined() const;
     int rank() const { return buffer_.dimensions(); }
     int64_t size(int dim) const;    // negative dims count from the end
     int64_t stride(int dim) const;  // in elements
