@@ -145,9 +145,9 @@ Overlap shares_memory(const MemoryLayout &a, const MemoryLayout &b, int64_t max_
 }
 
 Overlap overlaps_itself(const MemoryLayout &a, int64_t max_work) {
+    if (empty(a)) return Overlap::No;
     std::vector<MemoryLayout::Dim> dims;
     for (const MemoryLayout::Dim &d : a.dims) {
-        if (d.extent <= 0) return Overlap::No;
         if (d.extent == 1) continue;
         if (d.stride == 0) return Overlap::Yes;
         dims.push_back({d.extent, d.stride < 0 ? -d.stride : d.stride});  // reflecting a dimension changes nothing

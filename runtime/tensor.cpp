@@ -51,6 +51,15 @@ std::vector<halide_dimension_t> halide_dims(const char *op, const std::vector<in
     return dims;
 }
 
+// Host memory of owning tensors comes from halide_malloc, so an application's
+// halide_set_custom_malloc covers it as it covers the kernels' own allocations; a failed
+// allocation is an Error (Buffer::allocate lets it through before touching the memory).
+void *allocate_host(size_t bytes) {
+    if (void *p = halide_malloc(nullptr, bytes)) return p;
+    throw Error("helix::Tensor: could not allocate " + detail::str(bytes) + " bytes of host memory");
+}
+void free_host(void *p) { halide_free(nullptr, p); }
+
 // Creates a buffer's device reference count now: Halide creates it lazily on the first
 // copy, which races when a tensor is shared between threads.
 void count_device_references(const Halide::Runtime::Buffer<> &buffer) { Halide::Runtime::Buffer<> first_copy(buffer); }
@@ -70,7 +79,7 @@ Tensor::Tensor(const std::vector<int64_t> &shape, DType dtype, Device device) {
     auto dims = halide_dims("Tensor", shape, {});
     buffer_ = Halide::Runtime::Buffer<>(halide_type(dtype), nullptr, static_cast<int>(dims.size()), dims.data());
     if (device == Device::CPU) {
-        buffer_.allocate();
+        buffer_.allocate(allocate_host, free_host);
         if (buffer_.size_in_bytes()) std::memset(buffer_.data(), 0, buffer_.size_in_bytes());
         return;
     }

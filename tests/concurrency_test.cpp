@@ -1,0 +1,103 @@
+// Many threads calling every operation at once, with different shapes and kernel sets,
+// while another thread keeps changing set_num_threads: each result must equal, bit for
+// bit, the one computed alone on one thread; rejected calls must throw their own message
+// on every thread. This binary also runs under ThreadSanitizer (sanitize/thread).
+#include "test_util.h"
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+namespace helix::test {
+namespace {
+
+// One call of the API into fresh outputs, which it returns.
+struct Workload {
+    std::string name;
+    std::function<std::vector<Tensor>()> run;
+};
+
+bool bitwise_equal(const Tensor &a, const Tensor &b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)) == 0;
+}
+
+std::vector<Workload> workloads() {
+    std::vector<Workload> w;
+    std::mt19937 rng(99);
+    for (const KernelSet &set : kKernelSets) {
+        const detail::Kernels &kernels = set.get();
+        const std::string tag = std::string(set.name) + " ";
+        for (const auto &[dim, n, xpos] : {std::tuple{8, 3, false}, std::tuple{64, 257, true}, std::tuple{130, 40, true}}) {
+            const SinusoidalEmbeddings emb(dim, 64.0, xpos);
+            w.push_back({tag + "tables " + std::to_string(dim), [&kernels, emb, n = n] {
+                             const Tensor f({n, emb.dim()}), s(emb.use_xpos() ? f.shape() : std::vector<int64_t>{1});
+                             detail::sinusoidal_window(kernels, emb, n, 0, f, s);
+                             return std::vector<Tensor>{f, s};
+                         }});
+            const RotaryTables t = make_tables(set, emb, n);
+            const Tensor q = random_tensor({2, 4, std::max(1, n / 2), dim}, Layout::HeadsTransposed, rng);
+            const Tensor k = random_tensor({2, 2, n, dim}, Layout::PaddedRows, rng);
+            w.push_back({tag + "apply " + std::to_string(dim), [&kernels, q, k, t, xpos = xpos] {
+                             const Tensor qo(q.shape()), ko(k.shape());
+                             detail::apply_rotary_pos_emb(kernels, q, k, t.freqs, xpos ? Scale(t.scale) : Scale(0.5), qo, ko);
+                             return std::vector<Tensor>{qo, ko};
+                         }});
+            w.push_back({tag + "rotate_half " + std::to_string(dim), [&kernels, k] {
+                             const Tensor o(k.shape());
+                             detail::rotate_half(kernels, k, o);
+                             return std::vector<Tensor>{o};
+                         }});
+        }
+    }
+    return w;
+}
+
+TEST(Concurrency, EveryOperationOnManyThreadsWhileTheThreadCountChanges) {
+    const std::vector<Workload> work = workloads();
+    const int before = set_num_threads(1);
+    std::vector<std::vector<Tensor>> expected;
+    for (const Workload &w : work) expected.push_back(w.run());
+    set_num_threads(before);
+
+    constexpr int kThreads = 8, kRounds = 20;
+    std::atomic<bool> stop{false};
+    std::thread changer([&] {
+        for (int i = 0; !stop.load(); i++) set_num_threads(1 + i % 4);
+    });
+    std::atomic<int> mismatches{0}, wrong_errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; t++) {
+        threads.emplace_back([&, t] {
+            for (int round = 0; round < kRounds; round++) {
+                for (size_t i = 0; i < work.size(); i++) {
+                    const size_t which = (i * 7 + t * 3 + round) % work.size();
+                    const std::vector<Tensor> got = work[which].run();
+                    for (size_t o = 0; o < got.size(); o++) {
+                        if (!bitwise_equal(got[o], expected[which][o])) {
+                            mismatches++;
+                            ADD_FAILURE() << work[which].name << " output " << o << " on thread " << t;
+                        }
+                    }
+                    // A rejected call names its own argument, whatever the other threads do.
+                    try {
+                        rotate_half(Tensor({2, 2 * t + 3}));
+                        wrong_errors++;
+                    } catch (const Error &e) {
+                        wrong_errors += std::string(e.what()).find("shape (2, " + std::to_string(2 * t + 3) + ")") ==
+                                        std::string::npos;
+                    }
+                }
+            }
+        });
+    }
+    for (std::thread &t : threads) t.join();
+    stop = true;
+    changer.join();
+    set_num_threads(before);
+    EXPECT_EQ(mismatches.load(), 0);
+    EXPECT_EQ(wrong_errors.load(), 0);
+}
+
+}  // namespace
+}  // namespace helix::test

@@ -1,0 +1,175 @@
+// Fault injection through the public API: allocation failures (a halide_malloc that fails
+// on demand, which also backs Tensor's host memory) and Halide runtime errors injected
+// into the thread pool (a halide_do_par_for that fails on demand). Each must surface as
+// helix::Error with the runtime's message, leave the outputs untouched where the failure
+// precedes every write (see the README's Reliability section), leak nothing (this binary
+// also runs under AddressSanitizer's leak checker) and leave helix working for the next call.
+#include "test_util.h"
+
+#include <HalideRuntime.h>
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+
+namespace helix::test {
+namespace {
+
+// Allocation faults: fail every allocation, or only the n-th from now (1-based).
+std::atomic<bool> fail_all_mallocs{false};
+std::atomic<int> mallocs_until_failure{0};
+std::atomic<int> mallocs_seen{0};
+
+void *injected_malloc(void *user_context, size_t bytes) {
+    mallocs_seen++;
+    if (fail_all_mallocs.load() || mallocs_until_failure.fetch_sub(1) == 1) return nullptr;
+    return halide_default_malloc(user_context, bytes);
+}
+
+// Runtime errors in the thread pool: the n-th parallel loop from now fails before it runs
+// a task, reporting through halide_error as the runtime does.
+std::atomic<int> par_fors_until_failure{0};
+
+int injected_do_par_for(void *user_context, halide_task_t task, int min, int size, uint8_t *closure) {
+    if (par_fors_until_failure.fetch_sub(1) == 1) {
+        halide_error(user_context, "injected failure of halide_do_par_for");
+        return halide_error_code_generic_error;
+    }
+    return halide_default_do_par_for(user_context, task, min, size, closure);
+}
+
+class Faults : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        halide_set_custom_malloc(injected_malloc);
+        halide_set_custom_do_par_for(injected_do_par_for);
+    }
+    static void TearDownTestSuite() {
+        halide_set_custom_malloc(halide_default_malloc);
+        halide_set_custom_do_par_for(halide_default_do_par_for);
+    }
+    void TearDown() override {
+        fail_all_mallocs = false;
+        mallocs_until_failure = 0;
+        par_fors_until_failure = 0;
+    }
+};
+
+void fill(const Tensor &t, float v) { Halide::Runtime::Buffer<float>(t.to_halide()).fill(v); }
+bool all_equal(const Tensor &t, float v) {
+    bool same = true;
+    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &idx) { same &= ref::element(t, idx) == v; });
+    return same;
+}
+
+template <typename F>
+std::string error_of(F &&call) {
+    try {
+        call();
+    } catch (const Error &e) {
+        return e.what();
+    }
+    return "";
+}
+
+// The operations of one test: big enough for parallel loops and heap allocations.
+struct Calls {
+    std::mt19937 rng{12};
+    SinusoidalEmbeddings emb{128, 256.0, true};
+    RotaryTables t = emb.forward(512);
+    Tensor q = random_tensor({1, 4, 512, 128}, Layout::Contiguous, rng);
+    Tensor k = random_tensor({1, 2, 512, 128}, Layout::Contiguous, rng);
+    Tensor q_out{q.shape()}, k_out{k.shape()}, freqs{t.freqs.shape()}, scale{t.scale.shape()}, r_out{q.shape()};
+
+    void apply() const { apply_rotary_pos_emb(q, k, t.freqs, t.scale, q_out, k_out); }
+    void tables() const { emb.forward(512, freqs, scale); }
+    void rotate() const { rotate_half(q, r_out); }
+    void mark_outputs() const {
+        for (const Tensor *o : {&q_out, &k_out, &freqs, &scale, &r_out}) fill(*o, -7.0f);
+    }
+    bool outputs_untouched() const {
+        bool untouched = true;
+        for (const Tensor *o : {&q_out, &k_out, &freqs, &scale, &r_out}) untouched &= all_equal(*o, -7.0f);
+        return untouched;
+    }
+    void check_results() const {
+        check_rotation(q, q_out, t.freqs, t.scale, false, 4e-6, "q' after a fault");
+        check_rotation(k, k_out, t.freqs, t.scale, true, 4e-6, "k' after a fault");
+    }
+};
+
+TEST_F(Faults, TensorAllocationFailureIsAnError) {
+    fail_all_mallocs = true;
+    const std::string message = error_of([] { Tensor t({1024, 1024}); });
+    fail_all_mallocs = false;
+    EXPECT_NE(message.find("helix::Tensor: could not allocate"), std::string::npos) << message;
+    EXPECT_NE(message.find("bytes of host memory"), std::string::npos) << message;
+    const Tensor t({1024, 1024});  // and the next one works
+    EXPECT_EQ(t.at({1023, 1023}), 0.0f);
+}
+
+// Every allocation inside the kernels fails: each call is an Error naming the runtime's
+// out-of-memory message, nothing is written (every task fails before its first write),
+// and the same calls then succeed with the right values.
+TEST_F(Faults, KernelAllocationFailuresAreErrorsAndWriteNothing) {
+    const Calls c;
+    c.mark_outputs();
+    mallocs_seen = 0;
+    fail_all_mallocs = true;
+    const std::string apply_error = error_of([&] { c.apply(); });
+    const std::string table_error = error_of([&] { c.tables(); });
+    fail_all_mallocs = false;
+    ASSERT_GT(mallocs_seen.load(), 0) << "the kernels allocated nothing: this test would test nothing";
+    EXPECT_NE(apply_error.find("helix::apply_rotary_pos_emb: Halide runtime error"), std::string::npos) << apply_error;
+    EXPECT_NE(apply_error.find("Out of memory"), std::string::npos) << apply_error;
+    EXPECT_TRUE(c.outputs_untouched());
+    c.apply();
+    c.tables();
+    c.check_results();
+}
+
+// The n-th allocation of a call fails, for every n the call makes: an Error each time (a
+// parallel kernel may have written part of its outputs by then), then the call works.
+TEST_F(Faults, EachSingleAllocationFailureIsAnError) {
+    const Calls c;
+    mallocs_seen = 0;
+    c.apply();
+    const int per_call = mallocs_seen.load();
+    ASSERT_GT(per_call, 0);
+    for (int n = 1; n <= per_call; n++) {
+        mallocs_until_failure = n;
+        const std::string message = error_of([&] { c.apply(); });
+        mallocs_until_failure = 0;
+        EXPECT_NE(message.find("Out of memory"), std::string::npos) << "allocation " << n << ": " << message;
+    }
+    c.apply();
+    c.check_results();
+}
+
+// A runtime error injected into the first parallel loop of each operation: an Error with
+// that message through the public API, outputs untouched, and the next call works.
+TEST_F(Faults, RuntimeErrorsMidCallAreErrorsAndWriteNothing) {
+    const Calls c;
+    c.mark_outputs();
+    struct Case {
+        const char *op;
+        std::function<void()> call;
+    };
+    for (const Case &op : {Case{"apply_rotary_pos_emb", [&] { c.apply(); }}, Case{"rotate_half", [&] { c.rotate(); }},
+                           Case{"SinusoidalEmbeddings(use_xpos)", [&] { c.tables(); }}}) {
+        par_fors_until_failure = 1;
+        const std::string message = error_of(op.call);
+        EXPECT_LE(par_fors_until_failure.load(), 0) << op.op << " ran no parallel loop: nothing was injected";
+        par_fors_until_failure = 0;
+        EXPECT_NE(message.find(std::string("helix::") + op.op + ": Halide runtime error"), std::string::npos) << message;
+        EXPECT_NE(message.find("injected failure of halide_do_par_for"), std::string::npos) << message;
+        EXPECT_TRUE(c.outputs_untouched()) << op.op;
+    }
+    c.apply();
+    c.check_results();
+    c.rotate();
+    EXPECT_EQ(c.r_out.at({0, 1, 2, 3}), -c.q.at({0, 1, 2, 67}));
+}
+
+}  // namespace
+}  // namespace helix::test

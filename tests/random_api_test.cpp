@@ -1,0 +1,381 @@
+// Randomized API test: a seeded generator of thousands of calls over the whole argument
+// space of the three operations (ranks, extents 0/1/odd/large, padded, transposed,
+// reversed and broadcast views, every scale form, q shorter than k, windows of tables),
+// run on every kernel set of this binary (and, through ctest's HELIX_TEST_ISA runs, every
+// ISA branch). A case is valid by construction or carries exactly one defect:
+//   valid     -> the call succeeds and matches the float64 reference (SPEC section 4);
+//   defective -> helix::Error naming the defective argument, and no output written.
+// A failing case prints its seed; HELIX_RANDOM_SEED=<seed> runs that case alone, and
+// HELIX_RANDOM_CASES=<n> sets the number of cases per kernel set (default 1500).
+#include "test_util.h"
+
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+
+namespace helix::test {
+namespace {
+
+constexpr float kSentinel = -12345.0f;  // what outputs hold before a call
+
+struct Generator {
+    std::mt19937 rng;
+    std::vector<Tensor> storage;  // memory behind wrapped views, alive for the case
+    std::string log;              // what the case is, for the failure message
+
+    explicit Generator(uint64_t seed) : rng(static_cast<uint32_t>(seed)) {}
+    int64_t below(int64_t n) { return static_cast<int64_t>(rng() % static_cast<uint64_t>(n)); }
+    bool chance(int percent) { return below(100) < percent; }
+    template <typename T>
+    T pick(std::initializer_list<T> options) {
+        return *(options.begin() + below(static_cast<int64_t>(options.size())));
+    }
+
+    int64_t extent() { return chance(5) ? 0 : chance(5) ? 200 + below(300) : pick<int64_t>({1, 1, 2, 3, 5, 7, 16}); }
+    int64_t even_dim() { return pick<int64_t>({2, 2, 4, 6, 8, 10, 16, 34, 64, 80, 128}); }
+
+    // A tensor of `shape` in a random layout; inputs may also broadcast (stride 0).
+    Tensor view(const std::vector<int64_t> &shape, bool input, DType dtype = DType::Float32) {
+        const int rank = static_cast<int>(shape.size());
+        enum { Contiguous, Padded, Transposed, Reversed, Broadcast } kind =
+            static_cast<decltype(Contiguous)>(below(input ? 5 : 4));
+        Tensor t;
+        if (kind == Padded && rank >= 1) {
+            std::vector<int64_t> wide = shape;
+            const int64_t offset = 1 + below(3);
+            wide.back() += offset + below(3);
+            t = Tensor(wide, dtype).narrow(-1, offset, shape.back());
+            log += " padded";
+        } else if (kind == Transposed && rank >= 3) {
+            std::vector<int64_t> swapped = shape;
+            std::swap(swapped[rank - 2], swapped[rank - 3]);
+            t = Tensor(swapped, dtype).transpose(-2, -3);
+            log += " transposed";
+        } else if (kind == Reversed && rank >= 2 && shape[rank - 2] > 0) {
+            // Rows in reverse order: a negative row stride.
+            storage.emplace_back(shape, dtype);
+            const Tensor &s = storage.back();
+            std::vector<int64_t> strides = s.strides();
+            strides[rank - 2] = -strides[rank - 2];
+            const int64_t bytes = dtype == DType::Float32 ? 4 : 2;
+            char *last_row = static_cast<char *>(s.data()) + (shape[rank - 2] - 1) * s.stride(-2) * bytes;
+            t = Tensor::wrap(s.numel() ? last_row : s.data(), shape, strides, dtype);
+            log += " reversed";
+        } else if (kind == Broadcast && rank >= 3 && shape[0] > 1) {
+            std::vector<int64_t> one = shape;
+            one[0] = 1;
+            storage.emplace_back(one, dtype);
+            std::vector<int64_t> strides = storage.back().strides();
+            strides[0] = 0;
+            t = Tensor::wrap(storage.back().data(), shape, strides, dtype);
+            log += " broadcast";
+        } else {
+            t = Tensor(shape, dtype);
+        }
+        if (dtype == DType::Float32) {
+            if (input) {
+                std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+                ref::for_each_index(shape, [&](const std::vector<int64_t> &i) { ref::element(t, i) = dist(rng); });
+            } else {
+                ref::for_each_index(shape, [&](const std::vector<int64_t> &i) { ref::element(t, i) = kSentinel; });
+            }
+        }
+        return t;
+    }
+
+    // A tensor with stride 2 in its last dimension (unsupported).
+    Tensor strided_features(const std::vector<int64_t> &shape) {
+        std::vector<int64_t> wide = shape;
+        wide.back() *= 2;
+        storage.emplace_back(wide);
+        std::vector<int64_t> strides = storage.back().strides();
+        strides.back() = 2;
+        return Tensor::wrap(storage.back().data(), shape, strides);
+    }
+
+    // An output whose first dimension (extent > 1) has stride 0: it overlaps itself.
+    Tensor self_overlapping(const std::vector<int64_t> &shape) {
+        std::vector<int64_t> one = shape;
+        one[0] = 1;
+        storage.emplace_back(one);
+        std::vector<int64_t> strides = storage.back().strides();
+        strides[0] = 0;
+        return Tensor::wrap(storage.back().data(), shape, strides);
+    }
+
+    std::vector<int64_t> leading(int max_dims) {
+        std::vector<int64_t> dims;
+        const int count = static_cast<int>(below(max_dims + 1));
+        for (int i = 0; i < count; i++) dims.push_back(chance(10) ? 0 : pick<int64_t>({1, 2, 3, 4}));
+        return dims;
+    }
+};
+
+// The values of a float32 CPU tensor, in index order (empty for others).
+std::vector<float> contents(const Tensor &t) {
+    std::vector<float> v;
+    if (!t.defined() || t.dtype() != DType::Float32 || t.device() != Device::CPU || !t.data()) return v;
+    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &i) { v.push_back(ref::element(t, i)); });
+    return v;
+}
+
+bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// What a case did: the call, its outputs, the argument named by its defect ("" = valid),
+// and the check of a successful call.
+struct Case {
+    std::function<void()> call;
+    std::vector<Tensor> outputs;
+    std::string defect;
+    std::function<void()> check;
+};
+
+Case apply_case(const KernelSet &set, Generator &g) {
+    const int64_t d = g.even_dim(), n = g.extent(), lq = n ? 1 + g.below(n) : 0;
+    const bool xpos = g.chance(50), random_angles = g.chance(25);
+    const SinusoidalEmbeddings emb(d, g.pick<double>({8.0, 64.0, 512.0}), xpos, g.pick<double>({10.0, 1e4, 5e5}));
+    RotaryTables t = make_tables(set, emb, n);
+    if (random_angles) {
+        std::uniform_real_distribution<float> angle(-3000.0f, 3000.0f);
+        ref::for_each_index(t.freqs.shape(), [&](const std::vector<int64_t> &i) { ref::element(t.freqs, i) = angle(g.rng); });
+    }
+    auto shape = [&](int64_t rows) {
+        std::vector<int64_t> s = g.leading(2);
+        s.push_back(rows);
+        s.push_back(d);
+        return s;
+    };
+    g.log += "apply d " + std::to_string(d) + " N " + std::to_string(n) + " Lq " + std::to_string(lq) +
+             (xpos ? " xpos" : "") + (random_angles ? " random angles" : "") + "; q";
+    Tensor q = g.view(shape(lq), true);
+    g.log += "; k";
+    Tensor k = g.view(shape(n), true);
+    Tensor freqs = t.freqs;
+    Scale scale;
+    switch (g.below(6)) {
+    case 0: g.log += "; no scale"; break;
+    case 1: scale = Scale(0.25 + 2.0 * std::uniform_real_distribution<double>()(g.rng)); g.log += "; scalar scale"; break;
+    case 2: {
+        const Tensor one({1});
+        one.at({0}) = 1.5f;
+        scale = Scale(one);
+        g.log += "; one-element scale";
+        break;
+    }
+    case 3: {
+        const Tensor row({1, d});
+        fill_uniform(row, g.rng, 0.5f, 2.0f);
+        scale = Scale(row);
+        g.log += "; (1, d) scale";
+        break;
+    }
+    case 4: {
+        const Tensor column({n, 1});
+        fill_uniform(column, g.rng, 0.5f, 2.0f);
+        scale = Scale(column);
+        g.log += "; (N, 1) scale";
+        break;
+    }
+    default: scale = xpos ? Scale(t.scale) : Scale(); g.log += "; table scale"; break;
+    }
+    g.log += "; q_out";
+    Tensor q_out = g.view(q.shape(), false);
+    g.log += "; k_out";
+    Tensor k_out = g.view(k.shape(), false);
+
+    std::string defect;
+    if (g.chance(35)) {
+        switch (g.below(13)) {
+        case 0: freqs = Tensor({n, d, 1}); defect = "freqs"; break;
+        case 1: q = g.view({d}, true); defect = "q"; break;
+        case 2: k = g.view({1, 1, 1, n, d}, true); defect = "k"; break;
+        case 3: q = g.view({lq, d + 2}, true); defect = "q"; break;
+        case 4: q = g.view({n + 1, d}, true); defect = "q"; break;
+        case 5: k = g.view({n + 1 + g.below(3), d}, true); defect = "k"; break;
+        case 6: scale = Scale(Tensor({n + 2, d})); defect = "scale"; break;
+        case 7: scale = Scale(g.pick<double>({0.0, -1.0, double(NAN), 1e39, 1e-50})); defect = "scale"; break;
+        case 8: k = Tensor(k.shape(), DType::Float16); defect = "k"; break;
+        case 9: q = g.strided_features(q.shape()); defect = "q"; break;
+        case 10: k_out = Tensor({n + 1, d}); defect = "k_out"; break;
+        case 11:
+            if (k.numel() > 0) {
+                k_out = k;
+                defect = "k_out";
+            }
+            break;
+        default:
+            if (q.numel() > 1 && q.size(0) > 1) {
+                q_out = g.self_overlapping(q.shape());
+                defect = "q_out";
+            }
+        }
+        if (!defect.empty()) g.log += "; defect in " + defect;
+    }
+    const KernelSet *s = &set;
+    return Case{[=] { run_apply(*s, q, k, freqs, scale, q_out, k_out); },
+                {q_out, k_out},
+                defect,
+                [=] {
+                    check_rotation(q, q_out, freqs, scale, false, 4e-6, "q'");
+                    check_rotation(k, k_out, freqs, scale, true, 4e-6, "k'");
+                }};
+}
+
+Case rotate_half_case(const KernelSet &set, Generator &g) {
+    std::vector<int64_t> shape = g.leading(3);
+    shape.push_back(g.even_dim());
+    g.log += "rotate_half rank " + std::to_string(shape.size()) + "; x";
+    Tensor x = g.view(shape, true);
+    g.log += "; out";
+    Tensor out = g.view(shape, false);
+    std::string defect;
+    if (g.chance(35)) {
+        switch (g.below(6)) {
+        case 0: x = g.view({1, 1, 1, 1, 2}, true); defect = "x"; break;
+        case 1: x = g.view({2, 3}, true); out = g.view({2, 3}, false); defect = "x"; break;
+        case 2: out = Tensor({shape.back() + 2}); defect = "out"; break;
+        case 3:
+            if (x.numel() > 0) {
+                out = x;
+                defect = "out";
+            }
+            break;
+        case 4: x = g.strided_features(shape); defect = "x"; break;
+        default:
+            if (shape.size() > 1 && shape[0] > 1 && x.numel() > 1) {
+                out = g.self_overlapping(shape);
+                defect = "out";
+            }
+        }
+        if (!defect.empty()) g.log += "; defect in " + defect;
+    }
+    const KernelSet *s = &set;
+    return Case{[=] { run_rotate_half(*s, x, out); },
+                {out},
+                defect,
+                [=] {
+                    const int64_t half = x.size(-1) / 2;
+                    ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &i) {
+                        std::vector<int64_t> p = i;
+                        const bool first = i.back() < half;
+                        p.back() += first ? half : -half;
+                        const float want = first ? -ref::element(x, p) : ref::element(x, p);
+                        ASSERT_EQ(ref::element(out, i), want);
+                    });
+                }};
+}
+
+Case tables_case(const KernelSet &set, Generator &g) {
+    const int64_t d = g.even_dim(), seq_len = g.extent(), start = seq_len ? g.below(seq_len) : 0;
+    const int64_t rows = seq_len ? g.below(seq_len - start + 1) : 0;
+    const bool xpos = g.chance(50);
+    const double theta = g.pick<double>({10.0, 1e4, 5e5, 1e6}), scale_base = g.pick<double>({4.0, 64.0, 8192.0});
+    const SinusoidalEmbeddings emb(d, scale_base, xpos, theta);
+    g.log += "tables d " + std::to_string(d) + " seq_len " + std::to_string(seq_len) + " window [" +
+             std::to_string(start) + ", +" + std::to_string(rows) + ")" + (xpos ? " xpos" : "") + "; freqs";
+    Tensor freqs = g.view({rows, d}, false);
+    g.log += "; scale";
+    Tensor scale = g.view(xpos ? std::vector<int64_t>{rows, d} : std::vector<int64_t>{1}, false);
+    int64_t first = start, len = seq_len;
+    std::string defect;
+    if (g.chance(35)) {
+        switch (g.below(5)) {
+        case 0: len = -1 - g.below(5); defect = "seq_len"; break;
+        case 1: first = seq_len - rows + 1 + g.below(3); defect = "start"; break;
+        case 2: freqs = Tensor({rows, d + 2}); defect = "freqs"; break;
+        case 3: scale = Tensor({rows + 1, d}); defect = "scale"; break;
+        default:
+            if (rows > 1) {
+                freqs = g.self_overlapping({rows, d});
+                defect = "freqs";
+            }
+        }
+        if (!defect.empty()) g.log += "; defect in " + defect;
+    }
+    const KernelSet *s = &set;
+    return Case{[=] { run_tables(*s, emb, len, first, freqs, scale); },
+                {freqs, scale},
+                defect,
+                [=] {
+                    ref::for_each_index(freqs.shape(), [&](const std::vector<int64_t> &i) {
+                        const float want = ref::angle(first + i[0], i[1], d, theta), got = ref::element(freqs, i);
+                        ASSERT_EQ(std::memcmp(&want, &got, sizeof want), 0) << "freqs" << ::testing::PrintToString(i);
+                        if (xpos) {
+                            const double w = ref::xpos_scale(first + i[0], i[1], d, len, scale_base);
+                            const double sc = ref::element(scale, i);
+                            if (w < FLT_MAX) {
+                                ASSERT_LE(std::fabs(sc - w), std::max(2.4e-7 * w, 4 * 0x1p-149)) << "scale";
+                            }
+                        }
+                    });
+                    if (!xpos) ASSERT_EQ(ref::element(scale, {0}), 1.0f);
+                }};
+}
+
+// Runs case `seed`; returns false (after reporting) when it fails.
+bool run_case(const KernelSet &set, uint64_t seed, int &valid, int &defective) {
+    Generator g(seed);
+    const int kind = static_cast<int>(g.below(3));
+    const Case c = kind == 0 ? apply_case(set, g) : kind == 1 ? rotate_half_case(set, g) : tables_case(set, g);
+    const std::string where = std::string(set.name) + " seed " + std::to_string(seed) + " (" + g.log +
+                              "); reproduce with HELIX_RANDOM_SEED=" + std::to_string(seed);
+    const bool failed_before = ::testing::Test::HasFailure();
+    std::vector<std::vector<float>> before;
+    for (const Tensor &o : c.outputs) before.push_back(contents(o));
+    try {
+        c.call();
+        if (!c.defect.empty()) {
+            ADD_FAILURE() << where << ": accepted although " << c.defect << " is defective";
+            return false;
+        }
+        valid++;
+        SCOPED_TRACE(where);
+        c.check();
+    } catch (const Error &e) {
+        if (c.defect.empty()) {
+            ADD_FAILURE() << where << ": valid call rejected: " << e.what();
+            return false;
+        }
+        defective++;
+        const std::string message = e.what();
+        if (message.find(": " + c.defect + ":") == std::string::npos && message.find(" " + c.defect) == std::string::npos) {
+            ADD_FAILURE() << where << ": the error does not name " << c.defect << ": " << message;
+        }
+        for (size_t o = 0; o < c.outputs.size(); o++) {
+            if (!same_bits(contents(c.outputs[o]), before[o])) {
+                ADD_FAILURE() << where << ": output " << o << " was written by a rejected call";
+            }
+        }
+    }
+    return failed_before || !::testing::Test::HasFailure();
+}
+
+class RandomApi : public ::testing::TestWithParam<KernelSet> {};
+
+TEST_P(RandomApi, ValidCallsMatchTheReferenceAndDefectiveOnesAreErrors) {
+    if (const char *one = std::getenv("HELIX_RANDOM_SEED")) {
+        int valid = 0, defective = 0;
+        run_case(GetParam(), std::strtoull(one, nullptr, 10), valid, defective);
+        return;
+    }
+    const char *count = std::getenv("HELIX_RANDOM_CASES");
+    const int cases = count ? std::atoi(count) : 1500;
+    int valid = 0, defective = 0, failed = 0;
+    for (int i = 0; i < cases && failed < 5; i++) {
+        failed += !run_case(GetParam(), 1000 + static_cast<uint64_t>(i), valid, defective);
+    }
+    std::printf("[RANDOM] %s: %d cases, %d valid and matching, %d defective and rejected\n", GetParam().name,
+                valid + defective, valid, defective);
+    EXPECT_GT(valid, cases / 2);
+    EXPECT_GT(defective, cases / 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, RandomApi, ::testing::ValuesIn(kKernelSets), kernel_set_name);
+
+}  // namespace
+}  // namespace helix::test
