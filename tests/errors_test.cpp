@@ -331,9 +331,9 @@ TEST(Errors, InterleavedOutputsWithoutSharedElementsAreAccepted) {
     interleaved.q_out = Tensor::wrap(storage.data(), {2, 3, 8}, {80, 16, 1});
     interleaved.k_out = Tensor::wrap(static_cast<float *>(storage.data()) + 8, {2, 5, 8}, {80, 16, 1});
     ASSERT_NO_THROW(interleaved.apply());
-    for (const auto &[got, want] : {std::pair{interleaved.q_out, separate.q_out}, std::pair{interleaved.k_out, separate.k_out}}) {
-        ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
-            ASSERT_EQ(ref::element(got, idx), ref::element(want, idx));
+    for (const auto &pair : {std::pair{interleaved.q_out, separate.q_out}, std::pair{interleaved.k_out, separate.k_out}}) {
+        ref::for_each_index(pair.second.shape(), [&](const std::vector<int64_t> &idx) {
+            ASSERT_EQ(ref::element(pair.first, idx), ref::element(pair.second, idx));
         });
     }
 }
@@ -359,7 +359,8 @@ TEST(Errors, UndefinedTensor) {
 
 TEST(Errors, DeviceThisBuildLacks) {
     for (Device device : {Device::CUDA, Device::OpenCL}) {
-        if (find(supported_devices().begin(), supported_devices().end(), device) != supported_devices().end()) continue;
+        const std::vector<Device> built = supported_devices();  // one vector: begin and end of the same
+        if (std::find(built.begin(), built.end(), device) != built.end()) continue;
         expect_error([&] { Tensor({2, 8}, DType::Float32, device); },
                      {"device", "a device this build of helix supports", ("given " + to_string(device)).c_str()});
     }

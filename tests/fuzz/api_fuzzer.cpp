@@ -1,0 +1,208 @@
+// libFuzzer target over helix's public API (built in the AddressSanitizer +
+// UndefinedBehaviorSanitizer build with clang, cmake/HelixSanitizers.cmake). The fuzz bytes
+// choose the operation, every number (dim, theta, scale_base, seq_len, start, scale), and
+// each tensor's rank, extents, strides (negative, zero, overlapping), offset into its
+// memory, dtype and values. A call may succeed or throw helix::Error; anything else is a
+// finding: another exception, a crash, a sanitizer report, or a write anywhere but an
+// output's own elements (every tensor lives in a buffer of its own, filled with a pattern
+// that is compared after the call).
+#include "helix/helix.h"
+#include "kernels.h"
+
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <set>
+#include <vector>
+
+namespace {
+
+using helix::DType;
+using helix::Tensor;
+
+constexpr uint8_t kPattern = 0xA5;
+
+// A tensor over a buffer of its own, with the buffer's original bytes kept for comparison.
+struct Fuzzed {
+    std::vector<uint8_t> memory, original;
+    Tensor tensor;
+    bool output = false;
+    bool wrapped = false;  // a view of `memory` (else an owning or undefined tensor)
+
+    // Byte offsets (into memory) of the tensor's elements: where an output may write.
+    std::set<int64_t> element_bytes() const {
+        std::set<int64_t> bytes;
+        if (!wrapped || tensor.numel() == 0) return bytes;
+        const int64_t size = tensor.dtype() == DType::Float32 ? 4 : 2;
+        const int64_t base = static_cast<const uint8_t *>(tensor.data()) - memory.data();
+        std::vector<int64_t> offsets{base};
+        for (int d = 0; d < tensor.rank(); d++) {
+            std::vector<int64_t> next;
+            for (int64_t o : offsets) {
+                for (int64_t i = 0; i < tensor.size(d); i++) next.push_back(o + i * tensor.stride(d) * size);
+            }
+            offsets.swap(next);
+        }
+        for (int64_t o : offsets) {
+            for (int64_t b = 0; b < size; b++) bytes.insert(o + b);
+        }
+        return bytes;
+    }
+};
+
+Fuzzed make_tensor(FuzzedDataProvider &in, bool output) {
+    Fuzzed f;
+    f.output = output;
+    const int kind = in.ConsumeIntegralInRange(0, 9);
+    if (kind == 0) return f;  // undefined
+    const int rank = in.ConsumeIntegralInRange(0, 5);
+    std::vector<int64_t> shape(rank), strides(rank);
+    const DType dtype = in.ConsumeIntegralInRange(0, 15) == 0 ? DType::Float16 : DType::Float32;
+    const int64_t size = dtype == DType::Float32 ? 4 : 2;
+    int64_t lo = 0, hi = 0, numel = 1;
+    for (int i = 0; i < rank; i++) {
+        shape[i] = in.ConsumeIntegralInRange<int64_t>(0, in.ConsumeBool() ? 6 : 40);
+        numel *= shape[i];
+    }
+    if (numel > (1 << 16)) {  // keep the fuzzer fast: such shapes become empty
+        shape[rank - 1] = 0;
+        numel = 0;
+    }
+    if (kind <= 3) {  // owning, contiguous
+        try {
+            f.tensor = Tensor(shape, dtype);
+        } catch (const helix::Error &) {
+        }
+        if (f.tensor.defined() && dtype == DType::Float32) {
+            float *p = static_cast<float *>(f.tensor.data());
+            for (int64_t i = 0; i < f.tensor.numel(); i++) p[i] = in.ConsumeFloatingPointInRange<float>(-4.0f, 4.0f);
+        }
+        return f;
+    }
+    // A view with fuzzed strides (in elements) into a buffer just large enough.
+    for (int i = rank - 1; i >= 0; i--) {
+        strides[i] = in.ConsumeIntegralInRange<int64_t>(-70, 70);
+        if (shape[i] > 0) {
+            const int64_t reach = (shape[i] - 1) * strides[i];
+            (reach < 0 ? lo : hi) += reach;
+        }
+    }
+    const int64_t elements = numel ? hi - lo + 1 : 1;
+    const int64_t slack = in.ConsumeIntegralInRange<int64_t>(0, 3);
+    f.memory.assign(static_cast<size_t>((elements + slack) * size), kPattern);
+    for (size_t i = 0; i < f.memory.size() && !output; i++) f.memory[i] = in.ConsumeIntegral<uint8_t>();
+    if (!output && dtype == DType::Float32) {
+        // Mostly finite values: keep the rotations meaningful (NaN and inf still appear).
+        for (size_t i = 0; i + 4 <= f.memory.size(); i += 4) {
+            if (f.memory[i] & 1) {
+                const float v = (f.memory[i + 1] - 128) / 32.0f;
+                std::memcpy(&f.memory[i], &v, 4);
+            }
+        }
+    }
+    f.original = f.memory;
+    uint8_t *first = f.memory.data() + (numel ? -lo * size : 0);
+    try {
+        f.tensor = Tensor::wrap(kind == 9 ? nullptr : first, shape, strides, dtype);
+        f.wrapped = kind != 9;
+    } catch (const helix::Error &) {
+    }
+    return f;
+}
+
+// Fails (aborts, so libFuzzer keeps the input) unless every byte outside the outputs'
+// elements is as it was.
+void check_untouched(const std::vector<Fuzzed *> &all) {
+    for (const Fuzzed *f : all) {
+        if (f->memory.empty()) continue;
+        const std::set<int64_t> writable = f->output ? f->element_bytes() : std::set<int64_t>{};
+        for (size_t i = 0; i < f->memory.size(); i++) {
+            if (f->memory[i] != f->original[i] && !writable.count(static_cast<int64_t>(i))) {
+                std::fprintf(stderr, "byte %zu of a%s tensor's memory changed outside its elements\n", i,
+                             f->output ? "n output" : "n input");
+                std::abort();
+            }
+        }
+    }
+}
+
+// An output may be given as one of the inputs (aliasing): the fuzzer picks which.
+Tensor pick(FuzzedDataProvider &in, const Fuzzed &own, const std::vector<Fuzzed *> &inputs) {
+    const int which = in.ConsumeIntegralInRange<int>(0, 8);
+    return which < static_cast<int>(inputs.size()) && which < 2 ? inputs[which]->tensor : own.tensor;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    FuzzedDataProvider in(data, size);
+    const int op = in.ConsumeIntegralInRange(0, 3);
+    const bool baseline = in.ConsumeBool();
+    const helix::detail::Kernels &kernels = baseline ? helix::detail::kernels_baseline() : helix::detail::kernels_tuned();
+    try {
+        if (op == 0) {  // tables
+            const int64_t dim = in.ConsumeIntegralInRange<int64_t>(-4, 300);
+            const bool xpos = in.ConsumeBool();
+            std::optional<double> scale_base;
+            if (in.ConsumeBool()) scale_base = in.ConsumeFloatingPoint<double>();
+            const double theta = in.ConsumeBool() ? in.ConsumeFloatingPoint<double>() : 10000.0;
+            const int64_t seq_len = in.ConsumeBool() ? in.ConsumeIntegral<int64_t>() : in.ConsumeIntegralInRange<int64_t>(0, 300);
+            const int64_t start = in.ConsumeBool() ? in.ConsumeIntegral<int64_t>() : in.ConsumeIntegralInRange<int64_t>(0, 300);
+            Fuzzed freqs = make_tensor(in, true), scale = make_tensor(in, true);
+            try {
+                const helix::SinusoidalEmbeddings emb(dim, scale_base, xpos, theta);
+                if (in.ConsumeBool()) {
+                    helix::detail::sinusoidal_window(kernels, emb, seq_len, start, freqs.tensor,
+                                                     in.ConsumeBool() ? freqs.tensor : scale.tensor);
+                } else if (seq_len >= 0 && seq_len < 2000) {
+                    emb.forward(seq_len);
+                }
+            } catch (const helix::Error &) {
+            }
+            check_untouched({&freqs, &scale});
+        } else if (op == 1) {  // rotate_half
+            Fuzzed x = make_tensor(in, false), out = make_tensor(in, true);
+            try {
+                helix::detail::rotate_half(kernels, x.tensor, pick(in, out, {&x}));
+            } catch (const helix::Error &) {
+            }
+            check_untouched({&x, &out});
+        } else if (op == 2) {  // apply_rotary_pos_emb
+            Fuzzed q = make_tensor(in, false), k = make_tensor(in, false), freqs = make_tensor(in, false);
+            Fuzzed scale_tensor = make_tensor(in, false);
+            Fuzzed q_out = make_tensor(in, true), k_out = make_tensor(in, true);
+            helix::Scale scale;
+            switch (in.ConsumeIntegralInRange(0, 2)) {
+            case 0: break;
+            case 1: scale = helix::Scale(in.ConsumeFloatingPoint<double>()); break;
+            default: scale = helix::Scale(scale_tensor.tensor);
+            }
+            try {
+                helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, freqs.tensor, scale,
+                                                    pick(in, q_out, {&q, &k}), pick(in, k_out, {&k, &q}));
+            } catch (const helix::Error &) {
+            }
+            check_untouched({&q, &k, &freqs, &scale_tensor, &q_out, &k_out});
+        } else {  // tensor views and copies
+            Fuzzed a = make_tensor(in, false), b = make_tensor(in, true);
+            try {
+                Tensor v = a.tensor;
+                switch (in.ConsumeIntegralInRange(0, 3)) {
+                case 0: v = v.narrow(in.ConsumeIntegralInRange(-6, 6), in.ConsumeIntegral<int64_t>(), in.ConsumeIntegral<int64_t>()); break;
+                case 1: v = v.transpose(in.ConsumeIntegralInRange(-6, 6), in.ConsumeIntegralInRange(-6, 6)); break;
+                case 2: v = v.contiguous(); break;
+                default: break;
+                }
+                b.tensor.copy_from(v);
+            } catch (const helix::Error &) {
+            }
+            check_untouched({&a, &b});
+        }
+    } catch (const helix::Error &) {
+    }
+    return 0;
+}
