@@ -326,6 +326,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
     double scale_value = scale.value();
     bool use_table = false;
     if (s.defined()) {
+        require_defined(op, "scale", s);  // with memory: a one-element scale is read here
         require_dtype(op, "scale", s, DType::Float32, " (tables are float32)");
         if (s.numel() == 1) {
             scale_value = scalar_value(s);

@@ -127,6 +127,13 @@ TEST(Errors, TensorWithoutMemory) {
     expect_error([] { rotate_half(Tensor({2, 4}), Tensor::wrap(nullptr, {2, 4})); }, {"out", "with no memory"});
 }
 
+// Found by the fuzzer: a one-element scale without memory was read through a null pointer.
+TEST(Errors, ScaleTensorWithoutMemory) {
+    Args a;
+    expect_error([&] { apply_rotary_pos_emb(a.q, a.k, a.t.freqs, Tensor::wrap(nullptr, {1}), a.q_out, a.k_out); },
+                 {"scale", "a tensor with memory", "given a tensor with no memory"});
+}
+
 TEST(Errors, ViewRangeOverflow) {
     expect_error([] { Tensor({2, 4}).narrow(1, 1, INT64_MAX); }, {"start, length", "inside [0, 4)"});
     expect_error([] { Tensor({2, 4}).narrow(1, 1, INT64_MAX); }, {"given [1, 1 + 9223372036854775807)"});
