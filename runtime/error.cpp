@@ -3,11 +3,11 @@
 #include <HalideRuntime.h>
 
 #include <atomic>
-#include <list>
-#include <utility>
 #include <cmath>
+#include <list>
 #include <mutex>
 #include <unordered_set>
+#include <utility>
 
 namespace helix::detail {
 namespace {
