@@ -1,6 +1,6 @@
-# From the host build, the same project built with clang and a sanitizer (reusing this
-# build's generator, like the cross builds), whose suites appear in this build's ctest as
-# sanitize/<kind>/<test>:
+# From the host build, the same project built with clang and a sanitizer, by the presets
+# asan and tsan (CMakePresets.json) but reusing this build's generator, like the cross
+# builds. Their suites appear in this build's ctest as sanitize/<kind>/<test>:
 #   address - AddressSanitizer (with its leak checker) + UndefinedBehaviorSanitizer, the
 #             kernels compiled with Halide's asan feature: the whole CPU suite
 #             (helix_tests), fault injection, concurrency, the demo and the libFuzzer target;
@@ -18,15 +18,15 @@ if (NOT HELIX_CLANG OR NOT HELIX_CLANGXX)
     return()
 endif ()
 
-# <kind>|<GPU archives it needs>|<its tests>
+# <kind>|<its CMake preset (CMakePresets.json)>|<its tests>
 set(HELIX_SANITIZER_BUILDS
-    "address||helix_tests,helix_fault_tests,helix_concurrency_tests,helix_demo,helix_fuzz_api"
-    "thread|CUDA|helix_concurrency_tests,helix_cuda_context_tests")
+    "address|asan|helix_tests,helix_fault_tests,helix_concurrency_tests,helix_demo,helix_fuzz_api"
+    "thread|tsan|helix_concurrency_tests,helix_cuda_context_tests")
 
 foreach (build IN LISTS HELIX_SANITIZER_BUILDS)
     string(REPLACE "|" ";" build "${build}")
     list(GET build 0 kind)
-    list(GET build 1 gpu_apis)
+    list(GET build 1 preset)
     list(GET build 2 tests)
     string(REPLACE "," ";" tests "${tests}")
     set(dir ${PROJECT_BINARY_DIR}/sanitize/${kind})
@@ -34,16 +34,11 @@ foreach (build IN LISTS HELIX_SANITIZER_BUILDS)
         helix_sanitize_${kind}
         SOURCE_DIR ${PROJECT_SOURCE_DIR}
         BINARY_DIR ${dir}
-        CMAKE_ARGS -DCMAKE_C_COMPILER=${HELIX_CLANG}
-                   -DCMAKE_CXX_COMPILER=${HELIX_CLANGXX}
-                   -DCMAKE_BUILD_TYPE=Release
-                   -DCMAKE_MAKE_PROGRAM=${CMAKE_MAKE_PROGRAM}
-                   -DHELIX_SANITIZE=${kind}
-                   -DHELIX_GPU_APIS=${gpu_apis}
-                   -DHELIX_BUILD_BENCHMARKS=OFF
-                   -DHELIX_BUILD_DEMO=ON
-                   -DHalideHelpers_DIR=${HalideHelpers_DIR}
-                   -Dhelix-halide_generators_DIR=${PROJECT_BINARY_DIR}/cmake
+        CONFIGURE_COMMAND ${CMAKE_COMMAND} --preset ${preset} -S ${PROJECT_SOURCE_DIR} -B ${dir}
+                          -DCMAKE_C_COMPILER=${HELIX_CLANG} -DCMAKE_CXX_COMPILER=${HELIX_CLANGXX}
+                          -DCMAKE_MAKE_PROGRAM=${CMAKE_MAKE_PROGRAM}
+                          -DHalideHelpers_DIR=${HalideHelpers_DIR}
+                          -Dhelix-halide_generators_DIR=${PROJECT_BINARY_DIR}/cmake
         BUILD_ALWAYS ON
         INSTALL_COMMAND ""
         EXCLUDE_FROM_ALL TRUE
