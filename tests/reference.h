@@ -5,8 +5,10 @@
 
 #include "helix/helix.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -49,10 +51,96 @@ inline void for_each_index(const std::vector<int64_t> &shape, const std::functio
     }
 }
 
-inline float &element(const Tensor &t, const std::vector<int64_t> &idx) {
+inline int64_t offset_of(const Tensor &t, const std::vector<int64_t> &idx) {
     int64_t offset = 0;
     for (size_t d = 0; d < idx.size(); d++) offset += idx[d] * t.stride(static_cast<int>(d));
-    return static_cast<float *>(t.data())[offset];
+    return offset;
+}
+
+inline float &element(const Tensor &t, const std::vector<int64_t> &idx) {
+    return static_cast<float *>(t.data())[offset_of(t, idx)];
+}
+
+// ---- storage types, independent of Halide's conversions -----------------------------
+
+struct Format {
+    int precision;      // significand bits, the leading one included
+    int min_exponent;   // of the smallest normal number
+    double max_finite;
+};
+inline Format format_of(DType dtype) {
+    switch (dtype) {
+    case DType::Float16: return {11, -14, 65504.0};
+    case DType::BFloat16: return {8, -126, 3.38953138925153547590470800371487866e38};
+    default: return {24, -126, 3.40282346638528859811704183484516925e38};
+    }
+}
+
+// The spacing of the format's numbers at |x| (subnormals included).
+inline double ulp(DType dtype, double x) {
+    const Format f = format_of(dtype);
+    int e = 0;
+    std::frexp(x, &e);
+    return std::ldexp(1.0, std::max(e - 1, f.min_exponent) - (f.precision - 1));
+}
+
+// x rounded once, to nearest even, to the storage type (inf beyond its range).
+inline double round_to(DType dtype, double x) {
+    if (x == 0 || !std::isfinite(x)) return x;
+    const Format f = format_of(dtype);
+    const double step = ulp(dtype, x);
+    const double r = std::nearbyint(x / step) * step;
+    return std::fabs(r) > f.max_finite ? std::copysign(INFINITY, x) : r;
+}
+
+inline uint16_t half_bits(double r) {  // r already a float16 value
+    const uint16_t sign = std::signbit(r) ? 0x8000 : 0;
+    r = std::fabs(r);
+    if (std::isnan(r)) return 0x7e00;
+    if (std::isinf(r)) return sign | 0x7c00;
+    if (r < 0x1p-14) return sign | static_cast<uint16_t>(r / 0x1p-24);
+    int e = 0;
+    const double m = std::frexp(r, &e);  // r = m 2^e, m in [0.5, 1)
+    return sign | static_cast<uint16_t>((e - 1 + 15) << 10) | static_cast<uint16_t>((2 * m - 1) * 1024);
+}
+
+inline double half_value(uint16_t b) {
+    const double sign = b & 0x8000 ? -1.0 : 1.0;
+    const int e = (b >> 10) & 0x1f, m = b & 0x3ff;
+    if (e == 0x1f) return m ? NAN : sign * INFINITY;
+    return sign * (e ? std::ldexp(1.0 + m / 1024.0, e - 15) : std::ldexp(m, -24));
+}
+
+// An element of a float32, float16 or bfloat16 tensor, as a double.
+inline double value(const Tensor &t, const std::vector<int64_t> &idx) {
+    const int64_t o = offset_of(t, idx);
+    switch (t.dtype()) {
+    case DType::Float16: return half_value(static_cast<const uint16_t *>(t.data())[o]);
+    case DType::BFloat16: {
+        const uint32_t bits = uint32_t(static_cast<const uint16_t *>(t.data())[o]) << 16;
+        float f;
+        std::memcpy(&f, &bits, 4);
+        return f;
+    }
+    default: return static_cast<const float *>(t.data())[o];
+    }
+}
+
+// Stores x rounded once to the tensor's type.
+inline void store(const Tensor &t, const std::vector<int64_t> &idx, double x) {
+    const int64_t o = offset_of(t, idx);
+    const double r = round_to(t.dtype(), x);
+    switch (t.dtype()) {
+    case DType::Float16: static_cast<uint16_t *>(t.data())[o] = half_bits(r); break;
+    case DType::BFloat16: {
+        const float f = static_cast<float>(r);  // exact: r is a bfloat16 value
+        uint32_t bits;
+        std::memcpy(&bits, &f, 4);
+        static_cast<uint16_t *>(t.data())[o] = static_cast<uint16_t>(bits >> 16);
+        break;
+    }
+    default: static_cast<float *>(t.data())[o] = static_cast<float>(r);
+    }
 }
 
 // One element of a rotation x' = x cos(a) s + rotate_half(x) sin(a) s, in float64, with the

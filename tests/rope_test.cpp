@@ -123,6 +123,28 @@ TEST_P(RotateHalf, NegatesAndSwapsTheHalvesInEveryLayout) {
     }
 }
 
+// Every storage type the set has (float32, float16, bfloat16 on the CPU): the negation
+// and swap are exact in any of them.
+TEST_P(RotateHalf, EveryStorageTypeIsExact) {
+    std::mt19937 rng(8);
+    for (DType dtype : element_types(GetParam())) {
+        for (const auto &shape : std::vector<std::vector<int64_t>>{{6}, {3, 34}, {2, 3, 5, 128}, {1, 2, 17, 80}}) {
+            for (Layout layout : kLayouts) {
+                const Tensor x = random_tensor(shape, layout, rng, dtype), out = make_tensor(shape, layout, dtype);
+                run_rotate_half(GetParam(), x, out);
+                const int64_t half = shape.back() / 2;
+                ref::for_each_index(shape, [&](const std::vector<int64_t> &idx) {
+                    std::vector<int64_t> partner = idx;
+                    const bool first = idx.back() < half;
+                    partner.back() += first ? half : -half;
+                    const double want = first ? -ref::value(x, partner) : ref::value(x, partner);
+                    ASSERT_EQ(ref::value(out, idx), want) << to_string(dtype) << " shape " << x.shape_string();
+                });
+            }
+        }
+    }
+}
+
 TEST_P(RotateHalf, EmptyTensorIsValid) {
     const Tensor x({2, 0, 4}), out({2, 0, 4});
     EXPECT_NO_THROW(run_rotate_half(GetParam(), x, out));
@@ -169,6 +191,34 @@ TEST_P(ApplyRotary, RandomShapesLayoutsAndTablesMatchTheReference) {
         const std::string what = "iteration " + std::to_string(iteration) + ": q " + q.shape_string() + " k " +
                                  k.shape_string() + (xpos ? " xpos" : "") + " theta " + std::to_string(emb.theta());
         run_and_check(q, k, t.freqs, xpos ? Scale(t.scale) : Scale(), pick(kLayouts), what);
+    }
+}
+
+// Every storage type the set has: q, k and outputs float32, float16 or bfloat16, tables
+// float32, math in float32 and one rounding at the end (SPEC section 4: within one ulp of
+// the storage type of the float64 result, plus the float32 bound). xPos scales reach far
+// beyond float16's range at the longer positions: those outputs must be inf there.
+TEST_P(ApplyRotary, EveryStorageTypeMatchesTheReference) {
+    std::mt19937 rng(16);
+    auto pick = [&](auto const &options) { return options[rng() % std::size(options)]; };
+    const std::vector<int64_t> dims{2, 6, 8, 34, 64, 128}, lengths{1, 3, 17, 129, 300};
+    const std::vector<std::vector<int64_t>> leadings{{}, {3}, {2, 3}};
+    for (DType dtype : element_types(GetParam())) {
+        for (int iteration = 0; iteration < 24; iteration++) {
+            const int64_t d = pick(dims), n = pick(lengths), lq = 1 + rng() % n;
+            const bool xpos = rng() % 2;
+            const SinusoidalEmbeddings emb(d, 64.0, xpos, pick(std::vector<double>{1e4, 5e5}));
+            const RotaryTables t = tables(emb, n);
+            const Layout layout = pick(kLayouts);
+            const Tensor q = random_tensor(with_leading(pick(leadings), lq, d), pick(kLayouts), rng, dtype);
+            const Tensor k = random_tensor(with_leading(pick(leadings), n, d), pick(kLayouts), rng, dtype);
+            const Tensor q_out = make_tensor(q.shape(), layout, dtype), k_out = make_tensor(k.shape(), layout, dtype);
+            const Scale scale = xpos ? Scale(t.scale) : Scale(0.75);
+            run_apply(GetParam(), q, k, t.freqs, scale, q_out, k_out);
+            const std::string what = to_string(dtype) + " iteration " + std::to_string(iteration);
+            check_rotation(q, q_out, t.freqs, scale, false, kTol, what + " q'");
+            check_rotation(k, k_out, t.freqs, scale, true, kTol, what + " k'");
+        }
     }
 }
 

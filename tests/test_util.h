@@ -75,30 +75,39 @@ enum class Layout {
 };
 inline const Layout kLayouts[] = {Layout::Contiguous, Layout::PaddedRows, Layout::HeadsTransposed};
 
+// Uniform values in [lo, hi), each rounded once to the tensor's storage type.
 inline void fill_uniform(const Tensor &t, std::mt19937 &rng, float lo = -1.0f, float hi = 1.0f) {
     std::uniform_real_distribution<float> dist(lo, hi);
-    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &idx) { ref::element(t, idx) = dist(rng); });
+    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &idx) { ref::store(t, idx, dist(rng)); });
 }
 
-inline Tensor make_tensor(const std::vector<int64_t> &shape, Layout layout) {
+inline Tensor make_tensor(const std::vector<int64_t> &shape, Layout layout, DType dtype = DType::Float32) {
     const int rank = static_cast<int>(shape.size());
     if (layout == Layout::PaddedRows) {
         std::vector<int64_t> padded = shape;
         padded.back() += 5;
-        return Tensor(padded).narrow(-1, 3, shape.back());
+        return Tensor(padded, dtype).narrow(-1, 3, shape.back());
     }
     if (layout == Layout::HeadsTransposed && rank >= 3) {
         std::vector<int64_t> swapped = shape;
         std::swap(swapped[rank - 2], swapped[rank - 3]);
-        return Tensor(swapped).transpose(-2, -3);
+        return Tensor(swapped, dtype).transpose(-2, -3);
     }
-    return Tensor(shape);
+    return Tensor(shape, dtype);
 }
 
-inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, std::mt19937 &rng) {
-    Tensor t = make_tensor(shape, layout);
+inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, std::mt19937 &rng,
+                            DType dtype = DType::Float32) {
+    Tensor t = make_tensor(shape, layout, dtype);
     fill_uniform(t, rng);
     return t;
+}
+
+// The storage types a kernel set has kernels for.
+inline std::vector<DType> element_types(const KernelSet &set) {
+    std::vector<DType> types;
+    for (const detail::TypedKernels &t : set.get().typed) types.push_back(t.dtype);
+    return types;
 }
 
 // CPU tables of rows [start, start + rows) of a seq_len-position sequence from a kernel
@@ -122,7 +131,9 @@ inline double scale_at(const Scale &scale, int64_t row, int64_t j) {
 
 // Checks x' = rotation of x by the rows [first_row, first_row + n) of freqs, with scale
 // (inverse = true: 1 / scale, as for keys), against the float64 reference with the
-// bound of SPEC section 4. Returns the largest error in units of that bound.
+// bound of SPEC section 4: tol * s * max(|x_j|, |x_pair|), plus for float16/bfloat16
+// outputs one ulp of the storage type (the float32 result rounded once). Returns the
+// largest error in units of that bound.
 inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &freqs, const Scale &scale,
                              bool inverse, double tol, const std::string &what) {
     const int64_t d = x.size(-1), half = d / 2, n = x.size(-2);
@@ -135,11 +146,13 @@ inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &f
         partner.back() = j < half ? j + half : j - half;
         const double s_table = scale_at(scale, row, j);
         const double s = inverse ? 1.0 / s_table : s_table;
-        const ref::Rotated expected = ref::rotate(ref::element(x, idx), ref::element(x, partner), j < half,
+        const ref::Rotated expected = ref::rotate(ref::value(x, idx), ref::value(x, partner), j < half,
                                                   ref::element(freqs, {row, j}), s);
-        const double got = ref::element(out, idx);
+        const double got = ref::value(out, idx);
         const double err = std::fabs(got - expected.value);
-        const double bound = tol * expected.magnitude;
+        const double storage = out.dtype() == DType::Float32 ? 0.0 : ref::ulp(out.dtype(), expected.value);
+        const double bound = tol * expected.magnitude + storage;
+        if (std::isinf(got) && got == ref::round_to(out.dtype(), expected.value)) return;  // beyond the type's range
         if (bound > 0) worst = std::max(worst, err / bound);
         if (!(err <= bound) && failures++ < 5) {
             ADD_FAILURE() << what << ": element (" << ::testing::PrintToString(idx) << ") = " << got << ", expected "
