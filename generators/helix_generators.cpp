@@ -124,8 +124,8 @@ public:
     }
 
     void generate() {
-        Expr partner = (*x)(v.jj, 1 - v.half, v.n, v.h, v.b);
-        (*out)(v.jj, v.half, v.n, v.h, v.b) = select(v.half == 0, -partner, partner);
+        pair_(v.jj, v.n, v.h, v.b) = rotate_half_pair((*x)(v.jj, 0, v.n, v.h, v.b), (*x)(v.jj, 1, v.n, v.h, v.b));
+        (*out)(v.jj, v.half, v.n, v.h, v.b) = select(v.half == 0, pair_(v.jj, v.n, v.h, v.b)[0], pair_(v.jj, v.n, v.h, v.b)[1]);
     }
 
     void schedule() {
@@ -134,16 +134,19 @@ public:
         dense_rows(*out, 5);
         estimate_tensor(*x);
         estimate_tensor(*out);
-        if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
-        if (get_target().has_gpu_feature()) {
+        if (using_autoscheduler()) return;
+        if (schedule_kind == Schedule::Baseline) {
+            in_place_pairs(*out, pair_, v);
+        } else if (get_target().has_gpu_feature()) {
             gpu::rows(*out, v, *rows_aligned && gpu::strides_aligned(*x, *out));
         } else {
-            cpu::rows(*out, v, get_target());
+            cpu::rows(*out, pair_, v, get_target());
         }
     }
 
 private:
     Vars v;
+    Func pair_{"pair"};
 };
 
 // Zeta's apply_rotary_pos_emb(q, k, freqs, scale):
@@ -188,8 +191,8 @@ public:
         k_coef_(v.jj, v.half, v.n) = {cs[0] / s, cs[1] / s};
         // Queries are right-aligned to the table (the KV-cache convention).
         Expr q_first_row = freqs->dim(2).extent() - q->dim(2).extent();
-        rotate(*q, q_coef_, q_first_row, *q_out);
-        rotate(*k, k_coef_, 0, *k_out);
+        rotate(*q, q_coef_, q_pair_, q_first_row, *q_out);
+        rotate(*k, k_coef_, k_pair_, 0, *k_out);
     }
 
     void schedule() {
@@ -212,30 +215,33 @@ public:
         } else {
             scale_value->set_estimate(1.0f);
         }
-        if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
-        if (get_target().has_gpu_feature()) {
+        if (using_autoscheduler()) return;
+        if (schedule_kind == Schedule::Baseline) {
+            in_place_pairs(*q_out, q_pair_, v);
+            in_place_pairs(*k_out, k_pair_, v);
+        } else if (get_target().has_gpu_feature()) {
             gpu::rotary_stream(*q_out, q_coef_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
             gpu::rotary_stream(*k_out, k_coef_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
         } else {
             const cpu::RotaryKnobs knobs{schedule_kind, rows_per_task, vector_factor};
-            cpu::rotary_stream(*q_out, q_coef_, v, get_target(), knobs);
-            cpu::rotary_stream(*k_out, k_coef_, v, get_target(), knobs);
+            cpu::rotary_stream(*q_out, q_coef_, q_pair_, v, get_target(), knobs);
+            cpu::rotary_stream(*k_out, k_coef_, k_pair_, v, get_target(), knobs);
         }
     }
 
 private:
     Vars v;
-    Func q_coef_{"q_coef"}, k_coef_{"k_coef"};
+    Func q_coef_{"q_coef"}, k_coef_{"k_coef"}, q_pair_{"q_pair"}, k_pair_{"k_pair"};
 
     // out = x * c + rotate_half(x) * s, with (c, s) = coef at table row first_row + n;
     // math in float32 whatever the storage type.
-    void rotate(Input<Buffer<>> &x, Func coef, Expr first_row, Output<Buffer<>> &out) {
+    void rotate(Input<Buffer<>> &x, Func coef, Func pair, Expr first_row, Output<Buffer<>> &out) {
         Expr row = first_row + v.n;
-        Expr self = cast<float>(x(v.jj, v.half, v.n, v.h, v.b));
-        Expr partner = cast<float>(x(v.jj, 1 - v.half, v.n, v.h, v.b));
-        Expr rotated = select(v.half == 0, -partner, partner);
-        out(v.jj, v.half, v.n, v.h, v.b) =
-            cast(element_type, self * coef(v.jj, v.half, row)[0] + rotated * coef(v.jj, v.half, row)[1]);
+        pair(v.jj, v.n, v.h, v.b) = rotate_pair(cast<float>(x(v.jj, 0, v.n, v.h, v.b)), cast<float>(x(v.jj, 1, v.n, v.h, v.b)),
+                                                coef(v.jj, 0, row)[0], coef(v.jj, 0, row)[1], coef(v.jj, 1, row)[0],
+                                                coef(v.jj, 1, row)[1]);
+        Tuple p = pair(v.jj, v.n, v.h, v.b);
+        out(v.jj, v.half, v.n, v.h, v.b) = cast(element_type, select(v.half == 0, p[0], p[1]));
     }
 };
 

@@ -1,5 +1,5 @@
 // The mathematics of helix, stated once. Every generator builds its Funcs from these
-// helpers; schedules live apart (schedule_cpu.h) and never change what is computed.
+// helpers; schedules live apart (schedules.h) and never change what is computed.
 //
 // Layout convention inside the generators: a feature row of width d = 2H is viewed as
 // (jj, half) with jj in [0, H) and half in {0, 1}, so feature j = jj + half * H (the
@@ -106,7 +106,17 @@ inline Tuple cos_sin(Expr angle) {
     return {cs, sn};
 }
 
-// rotate_half on the (jj, half) view: (x1, x2) -> (-x2, x1).
-inline Expr rotate_half_sign(Expr half) { return select(half == 0, -1.0f, 1.0f); }
+// The rotation of one pair (x0, x1) of features (jj, 0) and (jj, 1), stated once. Both
+// members are computed from one load of each: an output may then be its own input (in
+// place), since every value stored depends on both loads.
+// rotate_half: (x0, x1) -> (-x1, x0), exact.
+inline Tuple rotate_half_pair(Expr x0, Expr x1) { return {-x1, x0}; }
+
+// x * cos + rotate_half(x) * sin, per member: (c0, s0) are the coefficients of feature
+// (jj, 0), (c1, s1) those of (jj, 1) (a table may differ between the halves).
+inline Tuple rotate_pair(Expr x0, Expr x1, Expr c0, Expr s0, Expr c1, Expr s1) {
+    Tuple r = rotate_half_pair(x0, x1);
+    return {x0 * c0 + r[0] * s0, x1 * c1 + r[1] * s1};
+}
 
 }  // namespace helix::gen

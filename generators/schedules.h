@@ -1,8 +1,9 @@
 // Schedules of the helix generators, kept apart from the algorithms (rope_algorithm.h).
 // A generator picks one by its `schedule` GeneratorParam and by the target family:
 //   tuned    - the hand schedule for the target family (cpu:: or gpu:: below);
-//   baseline - no schedule at all: everything inlined, serial, scalar. The reference point
-//              for benchmarks and a second, independent code path for the tests.
+//   baseline - serial and scalar, everything inlined but the pair of outputs of each
+//              feature pair (in_place_pairs below). The reference point for benchmarks
+//              and a second, independent code path for the tests.
 // Autoscheduled variants set no hand schedule (Generator::using_autoscheduler()).
 #pragma once
 
@@ -34,6 +35,14 @@ struct Vars {
     Halide::Var jj{"jj"}, half{"half"}, n{"n"}, h{"h"}, b{"b"};
 };
 
+// The two outputs of a feature pair (jj, 0) and (jj, 1) are computed together from one
+// load of each input (pair, rope_algorithm.h) before either is stored, so an output may
+// be its own input. Scalar: the pair loop outside the half loop, the pair computed there.
+inline void in_place_pairs(Halide::Func out, Halide::Func pair, const Vars &v) {
+    out.reorder(v.half, v.jj);
+    pair.compute_at(out, v.jj);
+}
+
 namespace cpu {
 
 using Halide::Func;
@@ -49,11 +58,16 @@ constexpr int kRowsPerTask = 16;
 inline int lanes(const Target &t) { return t.natural_vector_size<float>(); }
 
 // The (jj, half) part of a row: full vectors along jj (a masked tail when H is not a
-// multiple of the vector width), both halves in one iteration so each pair is loaded once.
-inline void vectorize_row(Func f, const Vars &v, int width) {
-    f.vectorize(v.jj, width, TailStrategy::GuardWithIf).unroll(v.half);
+// multiple of the vector width), both halves in one iteration. A pair Func (see
+// in_place_pairs) is computed per vector, before the two stores.
+inline void vectorize_row(Func f, const Vars &v, int width, Func pair = Func()) {
+    Var jo{"jo"}, ji{"ji"};
+    f.split(v.jj, jo, ji, width, TailStrategy::GuardWithIf).vectorize(ji).unroll(v.half).reorder(ji, v.half, jo);
+    if (pair.defined()) pair.compute_at(f, jo).vectorize(v.jj, width, TailStrategy::GuardWithIf);
 }
-inline void vectorize_row(Func f, const Vars &v, const Target &t) { vectorize_row(f, v, lanes(t)); }
+inline void vectorize_row(Func f, const Vars &v, const Target &t, Func pair = Func()) {
+    vectorize_row(f, v, lanes(t), pair);
+}
 
 // The knobs of the apply_rotary CPU schedule that the benchmark sweep varies.
 struct RotaryKnobs {
@@ -66,12 +80,12 @@ struct RotaryKnobs {
 // (cos * scale, sin * scale) pair. It is computed once per tile of rows and reused by
 // every head and batch of the tile: the trigonometry costs one evaluation per table
 // element, not one per output element. Few rows (decode) parallelize over heads instead.
-inline void rotary_stream(Func out, Func coef, const Vars &v, const Target &t, const RotaryKnobs &k = {}) {
+inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, const Target &t, const RotaryKnobs &k = {}) {
     Var io{"io"}, ii{"ii"}, hb{"hb"};
     const int width = lanes(t) * k.vector_factor;
     if (k.schedule == Schedule::HeadsOuter) {
         out.fuse(v.h, v.b, hb).parallel(hb);
-        vectorize_row(out, v, width);
+        vectorize_row(out, v, width, pair);
         coef.compute_at(out, v.n);
         vectorize_row(coef, v, width);
         return;
@@ -79,7 +93,7 @@ inline void rotary_stream(Func out, Func coef, const Vars &v, const Target &t, c
     out.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf)
         .fuse(v.h, v.b, hb)
         .reorder(v.jj, v.half, ii, hb, io);
-    vectorize_row(out, v, width);
+    vectorize_row(out, v, width, pair);
     Halide::Expr rows = out.output_buffer().dim(2).extent();
     out.specialize(rows >= 8 * k.rows_per_task).parallel(io);
     out.parallel(hb);
@@ -94,13 +108,13 @@ inline void rotary_stream(Func out, Func coef, const Vars &v, const Target &t, c
 
 // A pointwise output over (jj, half, n, h, b) rows: rotate_half. Tasks of 256 rows
 // (128 KiB at d = 128): 16-row tasks ran at half the speed (scheduling overhead).
-inline void rows(Func out, const Vars &v, const Target &t) {
+inline void rows(Func out, Func pair, const Vars &v, const Target &t) {
     Var io{"io"}, ii{"ii"}, hb{"hb"}, task{"task"};
     out.split(v.n, io, ii, 16 * kRowsPerTask, TailStrategy::GuardWithIf)
         .fuse(v.h, v.b, hb)
         .fuse(io, hb, task)
         .parallel(task);
-    vectorize_row(out, v, t);
+    vectorize_row(out, v, t, pair);
 }
 
 // A table over (jj, half, n) whose row value does not depend on half: the row is

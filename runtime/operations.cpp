@@ -148,7 +148,18 @@ MemoryLayout memory_layout(const Tensor &t) {
 struct Named {
     const char *name;
     const Tensor *tensor;
+    const Tensor *in_place_of = nullptr;  // an output: the input it may be exactly (in place)
 };
+
+// Whether two tensors are the same view of the same memory: same device and allocation,
+// first element, dtype, shape and strides.
+bool same_view(const Tensor &a, const Tensor &b) {
+    if (a.device() != b.device() || a.dtype() != b.dtype() || a.shape() != b.shape() || a.strides() != b.strides()) {
+        return false;
+    }
+    const Location x = locate(*a.to_halide().raw_buffer()), y = locate(*b.to_halide().raw_buffer());
+    return x.allocation == y.allocation && x.address == y.address;
+}
 
 // Rejects `out` when it may share an element with `other` (Unknown counts as shared:
 // a race is worse than a refused call).
@@ -163,9 +174,10 @@ void require_no_shared_element(const char *op, const Named &out, const Named &ot
                                    other.name + " (within " + str(kOverlapWork) + " steps)");
 }
 
-// Outputs are written out of place, in parallel: none may share an element with an input
-// or another output, and no two elements of one output may overlap (a stride-0
-// dimension, for example). Outputs that interleave without a common element are fine.
+// Outputs are written in parallel: none may share an element with an input or another
+// output, and no two elements of one output may overlap (a stride-0 dimension, for
+// example). Outputs that interleave without a common element are fine, and so is an output
+// that is exactly its own input (in_place_of: same memory, same strides), on the CPU.
 void require_disjoint(const char *op, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
     for (auto out = outputs.begin(); out != outputs.end(); ++out) {
         const Tensor &t = *out->tensor;
@@ -177,7 +189,18 @@ void require_disjoint(const char *op, std::initializer_list<Named> outputs, std:
                            t.shape_string() + ", strides " + strides_string(t));
             }
         }
-        for (const Named &in : inputs) require_no_shared_element(op, *out, in, " (not in place)");
+        for (const Named &in : inputs) {
+            if (out->in_place_of == in.tensor && t.defined() && in.tensor->defined() && same_view(t, *in.tensor)) {
+                if (t.device() != Device::CPU) {
+                    reject(op, out->name, std::string("an output apart from ") + in.name + " (in place runs on the cpu only so far)",
+                           "the same tensor on " + to_string(t.device()));
+                }
+                continue;
+            }
+            require_no_shared_element(op, *out, in,
+                                      out->in_place_of == in.tensor ? " (or exactly " + std::string(in.name) + ": in place)"
+                                                                    : std::string(" (not in place)"));
+        }
         for (auto other = outputs.begin(); other != out; ++other) require_no_shared_element(op, *out, *other, "");
     }
 }
@@ -282,7 +305,7 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out) {
     require_dtype(op, "out", out, x.dtype(), " (the dtype of x)");
     require_unit_feature_stride(op, "out", out);
     require_same_device(op, {{"x", &x}, {"out", &out}});
-    require_disjoint(op, {{"out", &out}}, {{"x", &x}});
+    require_disjoint(op, {{"out", &out, &x}}, {{"x", &x}});
     if (x.numel() == 0) return;
     KernelView x_view(x, kTensorDims), out_view(out, kTensorDims);
     const bool aligned = x_view.start_aligned() && out_view.start_aligned();
@@ -347,7 +370,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
     }
     require_same_device(op, {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}, {"q_out", &q_out},
                              {"k_out", &k_out}});
-    require_disjoint(op, {{"q_out", &q_out}, {"k_out", &k_out}},
+    require_disjoint(op, {{"q_out", &q_out, &q}, {"k_out", &k_out, &k}},
                      {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}});
     if (q.numel() == 0 && k.numel() == 0) return;
 

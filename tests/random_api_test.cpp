@@ -122,6 +122,13 @@ std::vector<float> contents(const Tensor &t) {
     return v;
 }
 
+bool broadcasts(const Tensor &t) {
+    for (int i = 0; i < t.rank(); i++) {
+        if (t.size(i) > 1 && t.stride(i) == 0) return true;
+    }
+    return false;
+}
+
 bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
     return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
@@ -188,6 +195,14 @@ Case apply_case(const KernelSet &set, Generator &g) {
     g.log += "; k_out";
     Tensor k_out = g.view(k.shape(), false);
 
+    // In place (15%): each output exactly its own input, unless that input broadcasts.
+    if (g.chance(15)) {
+        if (!broadcasts(q)) q_out = q;
+        if (!broadcasts(k)) k_out = k;
+        g.log += "; in place";
+    }
+    const Tensor q_before = q.contiguous(), k_before = k.contiguous();  // what in place overwrites
+
     std::string defect;
     if (g.chance(35)) {
         switch (g.below(13)) {
@@ -203,8 +218,13 @@ Case apply_case(const KernelSet &set, Generator &g) {
         case 9: q = g.strided_features(q.shape()); defect = "q"; break;
         case 10: k_out = Tensor({n + 1, d}); defect = "k_out"; break;
         case 11:
-            if (k.numel() > 0) {
-                k_out = k;
+            if (k.numel() > 0 && n >= 2) {  // k_out one row below k in one buffer: partly in place
+                std::vector<int64_t> taller = k.shape();
+                taller[taller.size() - 2] += 1;
+                g.log += "; partly in place over";
+                const Tensor buffer = g.view(taller, true);
+                k = buffer.narrow(-2, 0, n);
+                k_out = buffer.narrow(-2, 1, n);
                 defect = "k_out";
             }
             break;
@@ -221,8 +241,8 @@ Case apply_case(const KernelSet &set, Generator &g) {
                 {q_out, k_out},
                 defect,
                 [=] {
-                    check_rotation(q, q_out, freqs, scale, false, 4e-6, "q'");
-                    check_rotation(k, k_out, freqs, scale, true, 4e-6, "k'");
+                    check_rotation(q_before, q_out, freqs, scale, false, 4e-6, "q'");
+                    check_rotation(k_before, k_out, freqs, scale, true, 4e-6, "k'");
                 }};
 }
 
@@ -233,6 +253,11 @@ Case rotate_half_case(const KernelSet &set, Generator &g) {
     Tensor x = g.view(shape, true);
     g.log += "; out";
     Tensor out = g.view(shape, false);
+    if (g.chance(15) && !broadcasts(x)) {
+        out = x;
+        g.log += "; in place";
+    }
+    const Tensor x_before = x.contiguous();
     std::string defect;
     if (g.chance(35)) {
         switch (g.below(6)) {
@@ -240,8 +265,17 @@ Case rotate_half_case(const KernelSet &set, Generator &g) {
         case 1: x = g.view({2, 3}, true); out = g.view({2, 3}, false); defect = "x"; break;
         case 2: out = Tensor({shape.back() + 2}); defect = "out"; break;
         case 3:
-            if (x.numel() > 0) {
-                out = x;
+            if (x.numel() > 0) {  // out one row below x in one buffer: partly in place
+                std::vector<int64_t> taller = shape;
+                taller.insert(taller.begin(), 2);
+                g.log += "; partly in place";
+                g.storage.emplace_back(taller);
+                const Tensor &buffer = g.storage.back();
+                fill_uniform(buffer, g.rng);
+                std::vector<int64_t> strides = buffer.strides();
+                strides.erase(strides.begin());
+                x = Tensor::wrap(buffer.data(), shape, strides);
+                out = Tensor::wrap(static_cast<float *>(buffer.data()) + 1, shape, strides);  // one element on
                 defect = "out";
             }
             break;
@@ -264,8 +298,8 @@ Case rotate_half_case(const KernelSet &set, Generator &g) {
                         std::vector<int64_t> p = i;
                         const bool first = i.back() < half;
                         p.back() += first ? half : -half;
-                        const float want = first ? -ref::element(x, p) : ref::element(x, p);
-                        ASSERT_EQ(ref::element(out, i), want);
+                        const double want = first ? -ref::value(x_before, p) : ref::value(x_before, p);
+                        ASSERT_EQ(ref::value(out, i), want);
                     });
                 }};
 }
