@@ -6,6 +6,20 @@
 # kernels are stamped and what each set's kernel table (runtime/kernel_set.cpp) holds.
 # The arithmetic is float32 whatever the storage type; tables are always float32.
 set(HELIX_ELEMENT_TYPE_ROWS "float32|f32|Float32" "float16|f16|Float16" "bfloat16|bf16|BFloat16")
+# The pairings (SPEC section 2), one row each: <generator value>|<helix::Pairing>.
+set(HELIX_PAIRING_ROWS "half_split|HalfSplit" "interleaved|Interleaved")
+set(HELIX_PAIRINGS "")
+foreach (row IN LISTS HELIX_PAIRING_ROWS)
+    string(REPLACE "|" ";" row "${row}")
+    list(GET row 0 pairing)
+    list(GET row 1 HELIX_PAIRING_${pairing})
+    list(APPEND HELIX_PAIRINGS ${pairing})
+endforeach ()
+# Combinations Halide 21 cannot compile for a target family, skipped there (the API then
+# reports them as not built): <target regex>|<pairing>|<element type>.
+#   RISC-V RVV, interleaved float16: LLVM aborts ("Scalarization of scalable vectors is
+#   not supported") on the strided float16 vectors.
+set(HELIX_KERNEL_GAPS "^riscv|interleaved|float16")
 set(HELIX_ELEMENT_TYPES "")
 foreach (row IN LISTS HELIX_ELEMENT_TYPE_ROWS)
     string(REPLACE "|" ";" row "${row}")
@@ -55,18 +69,23 @@ endfunction()
 
 # helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
 #                      [RUNTIME <runtime>] [DEVICE_CODE <var>] [ROTARY_PARAMS <apply_rotary params...>]
-#                      [ELEMENT_TYPES <types...>]
+#                      [ELEMENT_TYPES <types...>] [PAIRINGS <pairings...>]
 #                      [AUTOSCHEDULER <plugin target> [AUTOSCHEDULER_PARAMS <autoscheduler.x=y...>]])
-# Every kernel the C++ API dispatches to, for one schedule and target list: named
-# helix_<op>[_<variant>][_<type>]_<set>, plus their table kernels_<set>()
+# Every kernel the C++ API dispatches to, for one schedule and target list, one per
+# operation x pairing (x element type for the typed ones): named
+# helix_<op>[_<variant>]_<pairing>[_<type>]_<set>, plus their table kernels_<set>()
 # (runtime/kernel_set.cpp, with the generated helix_kernel_set_<set>.h listing them).
-# ELEMENT_TYPES defaults to HELIX_ELEMENT_TYPES. <out_var> receives the object files of
-# all of them, for an archive to carry; DEVICE_CODE <var> the kernels' GPU sources.
+# ELEMENT_TYPES and PAIRINGS default to all (HELIX_ELEMENT_TYPES, HELIX_PAIRINGS).
+# <out_var> receives the object files of all of them, for an archive to carry;
+# DEVICE_CODE <var> the kernels' GPU sources.
 function(helix_add_kernel_set OUT)
     cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER"
-                          "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS;ELEMENT_TYPES")
+                          "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS;ELEMENT_TYPES;PAIRINGS")
     if (NOT ARG_ELEMENT_TYPES)
         set(ARG_ELEMENT_TYPES ${HELIX_ELEMENT_TYPES})
+    endif ()
+    if (NOT ARG_PAIRINGS)
+        set(ARG_PAIRINGS ${HELIX_PAIRINGS})
     endif ()
     set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
@@ -85,31 +104,53 @@ function(helix_add_kernel_set OUT)
     endmacro()
 
     set(s schedule=${ARG_SCHEDULE} ${ARG_AUTOSCHEDULER_PARAMS})
-    kernel(helix_sinusoidal_table_${set} GENERATOR sinusoidal_table PARAMS ${s} xpos=false)
-    kernel(helix_sinusoidal_table_xpos_${set} GENERATOR sinusoidal_table PARAMS ${s} xpos=true)
     set(includes "")
+    set(tables "")
     set(typed "")
-    foreach (type IN LISTS ARG_ELEMENT_TYPES)
-        set(t ${HELIX_TYPE_SUFFIX_${type}})
-        kernel(helix_rotate_half_${t}_${set} GENERATOR rotate_half PARAMS ${s} element_type=${type})
-        set(r ${s} element_type=${type} ${ARG_ROTARY_PARAMS})
-        kernel(helix_apply_rotary_${t}_${set} GENERATOR apply_rotary PARAMS ${r} scale_table=false)
-        kernel(helix_apply_rotary_table_${t}_${set} GENERATOR apply_rotary PARAMS ${r} scale_table=true)
-        foreach (op IN ITEMS rotate_half apply_rotary apply_rotary_table)
-            string(APPEND includes "#include \"helix_${op}_${t}_${set}.h\"\n")
+    foreach (pairing IN LISTS ARG_PAIRINGS)
+        set(p ${s} pairing=${pairing})
+        set(plain helix_sinusoidal_table_${pairing}_${set})
+        set(xpos helix_sinusoidal_table_xpos_${pairing}_${set})
+        kernel(${plain} GENERATOR sinusoidal_table PARAMS ${p} xpos=false)
+        kernel(${xpos} GENERATOR sinusoidal_table PARAMS ${p} xpos=true)
+        string(APPEND includes "#include \"${plain}.h\"\n#include \"${xpos}.h\"\n")
+        string(APPEND tables "    TableKernels{Pairing::${HELIX_PAIRING_${pairing}}, ${plain}, ${xpos}}, \\\n")
+        foreach (type IN LISTS ARG_ELEMENT_TYPES)
+            set(gap FALSE)
+            foreach (entry IN LISTS HELIX_KERNEL_GAPS)
+                string(REPLACE "|" ";" entry "${entry}")
+                list(GET entry 0 target_regex)
+                list(GET entry 1 gap_pairing)
+                list(GET entry 2 gap_type)
+                foreach (target IN LISTS ARG_TARGETS)
+                    if (target MATCHES "${target_regex}" AND pairing STREQUAL gap_pairing AND type STREQUAL gap_type)
+                        set(gap TRUE)
+                    endif ()
+                endforeach ()
+            endforeach ()
+            if (gap)
+                continue ()
+            endif ()
+            set(t ${pairing}_${HELIX_TYPE_SUFFIX_${type}}_${set})
+            set(r ${p} element_type=${type} ${ARG_ROTARY_PARAMS})
+            kernel(helix_rotate_half_${t} GENERATOR rotate_half PARAMS ${p} element_type=${type})
+            kernel(helix_apply_rotary_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=false)
+            kernel(helix_apply_rotary_table_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=true)
+            foreach (op IN ITEMS rotate_half apply_rotary apply_rotary_table)
+                string(APPEND includes "#include \"helix_${op}_${t}.h\"\n")
+            endforeach ()
+            string(APPEND typed "    TypedKernels{DType::${HELIX_DTYPE_${type}}, Pairing::${HELIX_PAIRING_${pairing}}, "
+                                "helix_rotate_half_${t}, helix_apply_rotary_${t}, helix_apply_rotary_table_${t}}, \\\n")
         endforeach ()
-        string(APPEND typed "    TypedKernels{DType::${HELIX_DTYPE_${type}}, helix_rotate_half_${t}_${set}, "
-                            "helix_apply_rotary_${t}_${set}, helix_apply_rotary_table_${t}_${set}}, \\\n")
     endforeach ()
 
-    # The set's kernel table: its headers and entries, generated from the list above.
+    # The set's kernel table: its headers and entries, generated from the lists above.
     set(table helix_kernel_table_${set})
     set(header ${CMAKE_CURRENT_BINARY_DIR}/helix_kernel_set_${set}.h)
     file(CONFIGURE OUTPUT ${header} CONTENT "// Generated by helix_add_kernel_set (cmake/HelixKernels.cmake).
-#include \"helix_sinusoidal_table_${set}.h\"
-#include \"helix_sinusoidal_table_xpos_${set}.h\"
 ${includes}
-#define HELIX_KERNEL_TABLE {\"${set}\", helix_sinusoidal_table_${set}, helix_sinusoidal_table_xpos_${set}, { \\
+#define HELIX_KERNEL_TABLE {\"${set}\", { \\
+${tables}}, { \\
 ${typed}}}
 ")
     add_library(${table} OBJECT ${PROJECT_SOURCE_DIR}/runtime/kernel_set.cpp)

@@ -4,8 +4,9 @@
 // Buffers are in Halide order, innermost first, with a feature row viewed as (jj, half):
 //   tables  (N, dim)          -> (jj, half, n)
 //   tensors (b, h, n, dim)    -> (jj, half, n, h, b)   (missing leading dims have extent 1)
-// Every dimension starts at 0 and jj is dense (stride 1); other strides are free, so
-// non-contiguous views run without copies.
+// Every dimension starts at 0; the (jj, half) strides are fixed by the pairing (1 and free
+// for half-split, 2 and 1 for interleaved: rope_algorithm.h); the other strides are free,
+// so non-contiguous views run without copies.
 #include "rope_algorithm.h"
 #include "schedules.h"
 
@@ -15,9 +16,10 @@ namespace {
 using namespace Halide;
 
 template <typename T>
-void dense_rows(T &buf, int dims) {
-    buf.dim(0).set_min(0).set_stride(1);
+void dense_rows(T &buf, int dims, Pairing pairing) {
+    buf.dim(0).set_min(0).set_stride(pairing == Pairing::HalfSplit ? 1 : 2);
     buf.dim(1).set_bounds(0, 2);
+    if (pairing == Pairing::Interleaved) buf.dim(1).set_stride(1);
     for (int d = 2; d < dims; d++) buf.dim(d).set_min(0);
 }
 
@@ -39,6 +41,7 @@ void estimate_table(T &buf) {
 class SinusoidalTable : public Generator<SinusoidalTable> {
 public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<bool> xpos{"xpos", false};
 
     Input<float> theta{"theta"};
@@ -71,14 +74,14 @@ public:
     }
 
     void schedule() {
-        dense_rows(freqs, 3);
+        dense_rows(freqs, 3, pairing);
         theta.set_estimate(10000.0f);
         seq_len.set_estimate(kEstRows);
         start.set_estimate(0);
         rows_aligned.set_estimate(true);
         estimate_table(freqs);
         if (xpos) {
-            dense_rows(*scale, 3);
+            dense_rows(*scale, 3, pairing);
             scale_base->set_estimate(512.0f);
             estimate_table(*scale);
         }
@@ -111,6 +114,7 @@ private:
 class RotateHalf : public Generator<RotateHalf> {
 public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
 
     Input<bool> *rows_aligned = nullptr;  // every row of x and out starts 16-byte aligned
@@ -130,8 +134,8 @@ public:
 
     void schedule() {
         rows_aligned->set_estimate(true);
-        dense_rows(*x, 5);
-        dense_rows(*out, 5);
+        dense_rows(*x, 5, pairing);
+        dense_rows(*out, 5, pairing);
         estimate_tensor(*x);
         estimate_tensor(*out);
         if (using_autoscheduler()) return;
@@ -157,6 +161,7 @@ private:
 class ApplyRotary : public Generator<ApplyRotary> {
 public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
     GeneratorParam<bool> scale_table{"scale_table", true};
     // CPU schedule knobs for the benchmark sweep (bench/README.md); defaults are the winners.
@@ -198,15 +203,15 @@ public:
     void schedule() {
         rows_aligned->set_estimate(true);
         for (auto *buf : {q, k}) {
-            dense_rows(*buf, 5);
+            dense_rows(*buf, 5, pairing);
             estimate_tensor(*buf);
         }
         for (auto *buf : {q_out, k_out}) {
-            dense_rows(*buf, 5);
+            dense_rows(*buf, 5, pairing);
             estimate_tensor(*buf);
         }
         // freqs is dense; scale may broadcast (stride 0) over rows or features.
-        dense_rows(*freqs, 3);
+        dense_rows(*freqs, 3, pairing);
         estimate_table(*freqs);
         if (scale_table) {
             for (int d = 0; d < 3; d++) scale->dim(d).set_min(0);

@@ -2,15 +2,28 @@
 // helpers; schedules live apart (schedules.h) and never change what is computed.
 //
 // Layout convention inside the generators: a feature row of width d = 2H is viewed as
-// (jj, half) with jj in [0, H) and half in {0, 1}, so feature j = jj + half * H (the
-// half-split "NeoX" pairing of SPEC section 1). The runtime makes that view of the caller's
-// memory without copying; the partner of (jj, half) is (jj, 1 - half), so the rotation
-// needs no modulo and no out-of-range indices, and vectorizes along jj.
+// (jj, half) with jj in [0, H) and half in {0, 1}, and the partner of (jj, half) is
+// (jj, 1 - half), so the rotation needs no modulo and no out-of-range indices, and
+// vectorizes along jj. The pairing (SPEC section 2) is only which view of the caller's
+// memory that is; the runtime makes it without copying:
+//   half-split  (Zeta, NeoX, Llama): feature j = jj + half * H  (jj stride 1, half stride H);
+//   interleaved (GPT-J, Meta):       feature j = 2 jj + half    (jj stride 2, half stride 1).
 #pragma once
 
 #include "Halide.h"
 
+#include <map>
+#include <string>
+
 namespace helix::gen {
+
+enum class Pairing { HalfSplit, Interleaved };
+
+inline const std::map<std::string, Pairing> &pairing_names() {
+    static const std::map<std::string, Pairing> names{{"half_split", Pairing::HalfSplit},
+                                                      {"interleaved", Pairing::Interleaved}};
+    return names;
+}
 
 using Halide::cast;
 using Halide::Expr;

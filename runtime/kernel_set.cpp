@@ -1,7 +1,8 @@
 // The table of one kernel set's kernels. Compiled once per set with
 // -DHELIX_KERNEL_SET=<tuned|baseline|cuda|opencl|...> and HELIX_KERNEL_SET_HEADER, the
-// header helix_add_kernel_set (cmake/HelixKernels.cmake) generates from its list of
-// element types: the kernels' own headers and HELIX_KERNEL_TABLE, the table's initializer.
+// header helix_add_kernel_set (cmake/HelixKernels.cmake) generates from its lists of
+// pairings and element types: the kernels' own headers and HELIX_KERNEL_TABLE, the
+// table's initializer.
 #include "kernels.h"
 
 #include HELIX_KERNEL_SET_HEADER

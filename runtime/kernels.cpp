@@ -2,9 +2,16 @@
 
 namespace helix::detail {
 
-const TypedKernels *Kernels::find(DType dtype) const {
+const TableKernels *Kernels::find(Pairing pairing) const {
+    for (const TableKernels &t : tables) {
+        if (t.pairing == pairing) return &t;
+    }
+    return nullptr;
+}
+
+const TypedKernels *Kernels::find(DType dtype, Pairing pairing) const {
     for (const TypedKernels &t : typed) {
-        if (t.dtype == dtype) return &t;
+        if (t.dtype == dtype && t.pairing == pairing) return &t;
     }
     return nullptr;
 }
@@ -15,7 +22,9 @@ namespace helix {
 
 std::vector<DType> kernel_element_types() {
     std::vector<DType> types;
-    for (const auto &t : detail::tuned_kernels().typed) types.push_back(t.dtype);
+    for (const auto &t : detail::tuned_kernels().typed) {
+        if (t.pairing == Pairing::HalfSplit) types.push_back(t.dtype);
+    }
     return types;
 }
 

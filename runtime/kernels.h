@@ -11,8 +11,19 @@
 
 namespace helix::detail {
 
+// The table kernels of one pairing.
+struct TableKernels {
+    Pairing pairing;
+    int (*sinusoidal_table)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
+                            halide_buffer_t *freqs);
+    int (*sinusoidal_table_xpos)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
+                                 float scale_base, halide_buffer_t *freqs, halide_buffer_t *scale);
+};
+
+// The kernels of one storage type and pairing.
 struct TypedKernels {
     DType dtype;
+    Pairing pairing;
     // rows_aligned: every row of the tensors starts 16-byte aligned (GPU kernels then use
     // 16-byte accesses where the strides allow).
     int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);
@@ -23,16 +34,15 @@ struct TypedKernels {
                               halide_buffer_t *k_out);
 };
 
+// One kernel set (runtime/kernel_set.cpp): every kernel of one schedule and target list.
 struct Kernels {
     const char *schedule;
-    int (*sinusoidal_table)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
-                            halide_buffer_t *freqs);
-    int (*sinusoidal_table_xpos)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
-                                 float scale_base, halide_buffer_t *freqs, halide_buffer_t *scale);
+    std::vector<TableKernels> tables;
     std::vector<TypedKernels> typed;
 
-    // The kernels for one element type, or nullptr when none were built for it.
-    const TypedKernels *find(DType dtype) const;
+    // The kernels for one pairing (and element type), or nullptr when none were built.
+    const TableKernels *find(Pairing pairing) const;
+    const TypedKernels *find(DType dtype, Pairing pairing) const;
 };
 
 // One table per schedule built (runtime/kernel_set.cpp); the API runs the tuned one,
@@ -46,8 +56,9 @@ inline const Kernels &tuned_kernels() { return kernels_tuned(); }
 // The operations of helix.h over a given kernel set.
 void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
                        const Tensor &freqs, const Tensor &scale);
-void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out);
+void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pairing pairing = Pairing::HalfSplit);
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
-                          const Scale &scale, const Tensor &q_out, const Tensor &k_out);
+                          const Scale &scale, const Tensor &q_out, const Tensor &k_out,
+                          const RotaryOptions &options = {});
 
 }  // namespace helix::detail

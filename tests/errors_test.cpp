@@ -201,7 +201,7 @@ const detail::Kernels &float32_only() {
 TEST(Errors, RotateHalfUnbuiltDtype) {
     const Tensor x({3, 4}, DType::Float16);
     expect_error([&] { detail::rotate_half(float32_only(), x, Tensor({3, 4}, DType::Float16)); },
-                 {"x", "dtype float32 (the element types helix was built for)", "given float16"});
+                 {"x", "dtype float32 (the element types helix was built for, half-split pairing)", "given float16"});
 }
 
 // In place means exactly the input (same memory, same strides); a partial overlap is an error.
@@ -234,16 +234,39 @@ TEST(Errors, FreqsRankNotTwo) {
     expect_error([&] { a.apply(); }, {"freqs", "rank 2", "rank 3"});
 }
 
+// The table is (N, rotary_dim), rotary_dim = d unless given; q and k share d.
 TEST(Errors, QueryWidthDiffersFromTable) {
     Args a;
     a.q = Tensor({2, 3, 6});
-    expect_error([&] { a.apply(); }, {"q", "last dimension 8", "(2, 3, 6)"});
+    expect_error([&] { a.apply(); }, {"freqs", "last dimension 6 (the last dimension of q; rotary_dim not set)",
+                                      "given shape (5, 8)"});
 }
 
-TEST(Errors, KeyWidthDiffersFromTable) {
+TEST(Errors, KeyWidthDiffersFromQuery) {
     Args a;
     a.k = Tensor({2, 5, 10});
-    expect_error([&] { a.apply(); }, {"k", "last dimension 8", "(2, 5, 10)"});
+    expect_error([&] { a.apply(); }, {"k", "last dimension 8 (the last dimension of q)", "(2, 5, 10)"});
+}
+
+TEST(Errors, RotaryDimOddOrBeyondTheHead) {
+    Args a;
+    for (int64_t bad : {7, 10, -2}) {
+        expect_error([&] { apply_rotary_pos_emb(a.q, a.k, a.t.freqs, a.t.scale, a.q_out, a.k_out, {Pairing::HalfSplit, bad}); },
+                     {"rotary_dim", "an even number <= d = 8", ("given " + std::to_string(bad)).c_str()});
+    }
+    // rotary_dim 4: the table must be (N, 4).
+    expect_error([&] { apply_rotary_pos_emb(a.q, a.k, a.t.freqs, a.t.scale, a.q_out, a.k_out, {Pairing::HalfSplit, 4}); },
+                 {"freqs", "last dimension 4 (rotary_dim)", "given shape (5, 8)"});
+}
+
+TEST(Errors, PairingThisBuildLacks) {
+    const Tensor x({3, 4}, DType::Float16);
+    detail::Kernels half_split_only = detail::tuned_kernels();
+    half_split_only.typed.erase(std::remove_if(half_split_only.typed.begin(), half_split_only.typed.end(),
+                                               [](const detail::TypedKernels &t) { return t.pairing == Pairing::Interleaved; }),
+                                half_split_only.typed.end());
+    expect_error([&] { detail::rotate_half(half_split_only, x, Tensor({3, 4}, DType::Float16), Pairing::Interleaved); },
+                 {"x", "dtype none (the element types helix was built for, interleaved pairing)", "given float16"});
 }
 
 TEST(Errors, QueryLongerThanTable) {
@@ -261,7 +284,7 @@ TEST(Errors, KeyLengthDiffersFromTable) {
 TEST(Errors, ScaleNotBroadcastable) {
     Args a;
     a.t.scale = Tensor({3, 8});
-    expect_error([&] { a.apply(); }, {"scale", "broadcastable to (N, dim) = (5, 8)", "(3, 8)"});
+    expect_error([&] { a.apply(); }, {"scale", "broadcastable to (N, rotary_dim) = (5, 8)", "(3, 8)"});
     a.t.scale = Tensor({1, 5, 8});
     expect_error([&] { a.apply(); }, {"scale", "broadcastable", "(1, 5, 8)"});
 }

@@ -21,15 +21,22 @@ inline float inv_freq(int64_t i, int64_t dim, double theta) {
     return 1.0f / power;
 }
 
-// freqs[n, j]: the float32 product n * inv_freq[j mod H].
-inline float angle(int64_t position, int64_t j, int64_t dim, double theta) {
-    return static_cast<float>(position) * inv_freq(j % (dim / 2), dim, theta);
+// The frequency of table column j: j mod H for half-split tables (cat(f, f)), j / 2 for
+// interleaved ones (f0 f0 f1 f1 ...).
+inline int64_t frequency_of(int64_t j, int64_t dim, Pairing pairing) {
+    return pairing == Pairing::HalfSplit ? j % (dim / 2) : j / 2;
+}
+
+// freqs[n, j]: the float32 product n * inv_freq[i(j)].
+inline float angle(int64_t position, int64_t j, int64_t dim, double theta, Pairing pairing = Pairing::HalfSplit) {
+    return static_cast<float>(position) * inv_freq(frequency_of(j, dim, pairing), dim, theta);
 }
 
 // zeta[i] = (2i + 0.4 dim) / (1.4 dim) in float32, power = (t - N // 2) / scale_base in
 // float32, and the scale evaluated in float64: pow(zeta_f32, power_f32).
-inline double xpos_scale(int64_t position, int64_t j, int64_t dim, int64_t seq_len, double scale_base) {
-    const int64_t i = j % (dim / 2);
+inline double xpos_scale(int64_t position, int64_t j, int64_t dim, int64_t seq_len, double scale_base,
+                         Pairing pairing = Pairing::HalfSplit) {
+    const int64_t i = frequency_of(j, dim, pairing);
     const float zeta = (static_cast<float>(2 * i) + static_cast<float>(0.4 * double(dim))) /
                        static_cast<float>(1.4 * double(dim));
     const float power = (static_cast<float>(position) - static_cast<float>(seq_len / 2)) /

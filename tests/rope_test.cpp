@@ -78,6 +78,26 @@ TEST_P(Tables, XposScaleIsWithinFourUlpOfFloat64Pow) {
     }
 }
 
+// Interleaved tables lay the angles out as f0 f0 f1 f1 ... (rotary-embedding-torch), the
+// xPos scale likewise; each value bit for bit (angles) or within 4 ulp (scale) as above.
+TEST_P(Tables, InterleavedTablesRepeatEachFrequencyTwice) {
+    for (int64_t dim : {2, 10, 64}) {
+        for (bool xpos : {false, true}) {
+            const int64_t n = 300;
+            const RotaryTables t = tables(SinusoidalEmbeddings(dim, 64.0, xpos, 10000.0, Pairing::Interleaved), n);
+            ref::for_each_index(t.freqs.shape(), [&](const std::vector<int64_t> &idx) {
+                const float want = ref::angle(idx[0], idx[1], dim, 10000.0, Pairing::Interleaved);
+                const float got = ref::element(t.freqs, idx);
+                ASSERT_EQ(std::memcmp(&want, &got, sizeof got), 0) << "dim " << dim << " at " << ::testing::PrintToString(idx);
+                if (xpos) {
+                    const double w = ref::xpos_scale(idx[0], idx[1], dim, n, 64.0, Pairing::Interleaved);
+                    ASSERT_LE(std::fabs(ref::element(t.scale, idx) - w), std::max(kScaleRelTol * w, 4 * 0x1p-149));
+                }
+            });
+        }
+    }
+}
+
 TEST_P(Tables, AWindowEqualsTheRowsOfTheWholeTable) {
     for (bool xpos : {false, true}) {
         const SinusoidalEmbeddings emb(64, 256.0, xpos);
@@ -141,6 +161,24 @@ TEST_P(RotateHalf, EveryStorageTypeIsExact) {
                     ASSERT_EQ(ref::value(out, idx), want) << to_string(dtype) << " shape " << x.shape_string();
                 });
             }
+        }
+    }
+}
+
+// Interleaved pairing: HF GPT-J's rotate_every_two, (x0, x1) -> (-x1, x0) per pair.
+TEST_P(RotateHalf, InterleavedIsRotateEveryTwo) {
+    std::mt19937 rng(10);
+    for (DType dtype : element_types(GetParam())) {
+        if (!GetParam().get().find(dtype, Pairing::Interleaved)) continue;
+        for (Layout layout : kLayouts) {
+            const Tensor x = random_tensor({2, 3, 7, 18}, layout, rng, dtype), out = make_tensor(x.shape(), layout, dtype);
+            run_rotate_half(GetParam(), x, out, Pairing::Interleaved);
+            ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
+                std::vector<int64_t> partner = idx;
+                partner.back() ^= 1;
+                const double want = idx.back() % 2 ? ref::value(x, partner) : -ref::value(x, partner);
+                ASSERT_EQ(ref::value(out, idx), want) << to_string(dtype);
+            });
         }
     }
 }
@@ -236,10 +274,10 @@ TEST_P(ApplyRotary, InPlaceEqualsOutOfPlaceBitForBit) {
                 const Tensor k = random_tensor({2, 1, n, d}, layout, rng, dtype);
                 const Tensor q_out = make_tensor(q.shape(), layout, dtype), k_out = make_tensor(k.shape(), layout, dtype);
                 if (GetParam().device != Device::CPU) {
-                    EXPECT_THROW(detail::apply_rotary_pos_emb(GetParam().get(), to_device(GetParam(), q),
-                                                              to_device(GetParam(), k), to_device(GetParam(), t.freqs),
-                                                              scale.tensor().defined() ? Scale(to_device(GetParam(), t.scale)) : scale,
-                                                              to_device(GetParam(), q), to_device(GetParam(), k)),
+                    const Tensor qd = to_device(GetParam(), q), kd = to_device(GetParam(), k);
+                    const Scale sd = scale.tensor().defined() ? Scale(to_device(GetParam(), t.scale)) : scale;
+                    EXPECT_THROW(detail::apply_rotary_pos_emb(GetParam().get(), qd, kd, to_device(GetParam(), t.freqs), sd,
+                                                              qd, kd),
                                  Error);
                     return;
                 }
@@ -258,6 +296,75 @@ TEST_P(ApplyRotary, InPlaceEqualsOutOfPlaceBitForBit) {
                 ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
                     ASSERT_EQ(ref::value(x, idx), ref::value(r, idx)) << "rotate_half " << to_string(dtype);
                 });
+            }
+        }
+    }
+}
+
+// One body over every combination the set has: storage type x pairing x partial rotary
+// x in place x layout, including q and k as views into one fused QKV buffer
+// (b, n, 3, h, d) and a GQA one (b, n, h_q + 2 h_kv, d), viewed as (b, h, n, d) without a
+// copy. Each against the float64 reference; pass-through features bit for bit.
+TEST_P(ApplyRotary, EveryCombinationMatchesTheReference) {
+    std::mt19937 rng(33);
+    const int64_t b = 2, n = 37, d = 20;
+    struct Views {
+        std::string name;
+        Tensor q, k;
+    };
+    for (DType dtype : element_types(GetParam())) {
+        std::vector<Views> views;
+        for (Layout layout : kLayouts) {
+            views.push_back({"layout " + std::to_string(int(layout)), random_tensor({b, 4, n, d}, layout, rng, dtype),
+                             random_tensor({b, 2, n, d}, layout, rng, dtype)});
+        }
+        // (b, n, 3, h, d): q = [:, :, 0] and k = [:, :, 1], viewed as (b, h, n, d).
+        const Tensor qkv = random_tensor({b, n, 3, 4, d}, Layout::Contiguous, rng, dtype);
+        auto part = [&](int64_t which) {
+            const std::vector<int64_t> st = qkv.strides();
+            return Tensor::wrap(static_cast<char *>(qkv.data()) + which * st[2] * (dtype == DType::Float32 ? 4 : 2),
+                                {b, 4, n, d}, {st[0], st[3], st[1], 1}, dtype);
+        };
+        views.push_back({"fused qkv (b, n, 3, h, d)", part(0), part(1)});
+        const Tensor gqa = random_tensor({b, n, 8 + 2 * 2, d}, Layout::Contiguous, rng, dtype);  // h_q 8, h_kv 2
+        auto heads = [&](int64_t first, int64_t count) {
+            const std::vector<int64_t> st = gqa.strides();
+            return Tensor::wrap(static_cast<char *>(gqa.data()) + first * st[2] * (dtype == DType::Float32 ? 4 : 2),
+                                {b, count, n, d}, {st[0], st[2], st[1], 1}, dtype);
+        };
+        views.push_back({"fused gqa (b, n, h_q + 2 h_kv, d)", heads(0, 8), heads(8, 2)});
+
+        for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+            if (!GetParam().get().find(dtype, pairing)) continue;
+            for (int64_t rotary_dim : {d, int64_t(12), int64_t(2)}) {
+                const RotaryOptions options{pairing, rotary_dim == d ? 0 : rotary_dim};
+                const RotaryTables t = tables(SinusoidalEmbeddings(rotary_dim, 48.0, true, 10000.0, pairing), n);
+                for (const Views &v : views) {
+                    for (bool in_place : {false, true}) {
+                        if (in_place && GetParam().device != Device::CPU) continue;
+                        const std::string what = to_string(dtype) + " " + to_string(pairing) + " rotary_dim " +
+                                                 std::to_string(rotary_dim) + " " + v.name + (in_place ? " in place" : "");
+                        const Tensor q_in = v.q.contiguous(), k_in = v.k.contiguous();  // the values before
+                        Tensor q_out = in_place ? v.q : make_tensor(v.q.shape(), Layout::PaddedRows, dtype);
+                        Tensor k_out = in_place ? v.k : make_tensor(v.k.shape(), Layout::PaddedRows, dtype);
+                        if (GetParam().device == Device::CPU) {
+                            detail::apply_rotary_pos_emb(GetParam().get(), v.q, v.k, t.freqs, t.scale, q_out, k_out, options);
+                        } else {
+                            const Tensor qo = device_output(GetParam(), q_out), ko = device_output(GetParam(), k_out);
+                            detail::apply_rotary_pos_emb(GetParam().get(), to_device(GetParam(), v.q), to_device(GetParam(), v.k),
+                                                         to_device(GetParam(), t.freqs), Scale(to_device(GetParam(), t.scale)),
+                                                         qo, ko, options);
+                            to_host(GetParam(), qo, q_out);
+                            to_host(GetParam(), ko, k_out);
+                        }
+                        check_rotation(q_in, q_out, t.freqs, t.scale, false, kTol, what + " q'", options);
+                        check_rotation(k_in, k_out, t.freqs, t.scale, true, kTol, what + " k'", options);
+                        if (in_place) {  // restore for the next case
+                            v.q.copy_from(q_in);
+                            v.k.copy_from(k_in);
+                        }
+                    }
+                }
             }
         }
     }

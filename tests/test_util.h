@@ -50,9 +50,10 @@ inline void run_tables(const KernelSet &set, const SinusoidalEmbeddings &emb, in
     to_host(set, s, scale);
 }
 
-inline void run_rotate_half(const KernelSet &set, const Tensor &x, const Tensor &out) {
+inline void run_rotate_half(const KernelSet &set, const Tensor &x, const Tensor &out,
+                            Pairing pairing = Pairing::HalfSplit) {
     const Tensor o = device_output(set, out);
-    detail::rotate_half(set.get(), to_device(set, x), o);
+    detail::rotate_half(set.get(), to_device(set, x), o, pairing);
     to_host(set, o, out);
 }
 
@@ -106,7 +107,9 @@ inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, st
 // The storage types a kernel set has kernels for.
 inline std::vector<DType> element_types(const KernelSet &set) {
     std::vector<DType> types;
-    for (const detail::TypedKernels &t : set.get().typed) types.push_back(t.dtype);
+    for (const detail::TypedKernels &t : set.get().typed) {
+        if (t.pairing == Pairing::HalfSplit) types.push_back(t.dtype);
+    }
     return types;
 }
 
@@ -132,23 +135,35 @@ inline double scale_at(const Scale &scale, int64_t row, int64_t j) {
 // Checks x' = rotation of x by the rows [first_row, first_row + n) of freqs, with scale
 // (inverse = true: 1 / scale, as for keys), against the float64 reference with the
 // bound of SPEC section 4: tol * s * max(|x_j|, |x_pair|), plus for float16/bfloat16
-// outputs one ulp of the storage type (the float32 result rounded once). Returns the
-// largest error in units of that bound.
+// outputs one ulp of the storage type (the float32 result rounded once). The pairs are
+// those of options.pairing inside the first rotary_dim features; the features past it
+// must equal x bit for bit. Returns the largest error in units of that bound.
 inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &freqs, const Scale &scale,
-                             bool inverse, double tol, const std::string &what) {
-    const int64_t d = x.size(-1), half = d / 2, n = x.size(-2);
+                             bool inverse, double tol, const std::string &what, const RotaryOptions &options = {}) {
+    const int64_t d = x.size(-1), n = x.size(-2);
+    const int64_t rotary_dim = options.rotary_dim ? options.rotary_dim : d, half = rotary_dim / 2;
+    const bool split = options.pairing == Pairing::HalfSplit;
     const int64_t first_row = freqs.size(0) - n;
     double worst = 0;
     int failures = 0;
     ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
         const int64_t j = idx.back(), row = first_row + idx[idx.size() - 2];
+        const double got = ref::value(out, idx);
+        if (j >= rotary_dim) {  // passed through
+            const double in = ref::value(x, idx);
+            if (std::memcmp(&got, &in, sizeof got) != 0 && failures++ < 5) {
+                ADD_FAILURE() << what << ": pass-through element (" << ::testing::PrintToString(idx) << ") = " << got
+                              << ", input " << in;
+            }
+            return;
+        }
         std::vector<int64_t> partner = idx;
-        partner.back() = j < half ? j + half : j - half;
+        partner.back() = split ? (j < half ? j + half : j - half) : (j ^ 1);
+        const bool first = split ? j < half : j % 2 == 0;
         const double s_table = scale_at(scale, row, j);
         const double s = inverse ? 1.0 / s_table : s_table;
-        const ref::Rotated expected = ref::rotate(ref::value(x, idx), ref::value(x, partner), j < half,
-                                                  ref::element(freqs, {row, j}), s);
-        const double got = ref::value(out, idx);
+        const ref::Rotated expected =
+            ref::rotate(ref::value(x, idx), ref::value(x, partner), first, ref::element(freqs, {row, j}), s);
         const double err = std::fabs(got - expected.value);
         const double storage = out.dtype() == DType::Float32 ? 0.0 : ref::ulp(out.dtype(), expected.value);
         const double bound = tol * expected.magnitude + storage;

@@ -108,6 +108,22 @@ private:
     Halide::Runtime::Buffer<> buffer_;
 };
 
+// Which features form the rotated pairs (SPEC section 2).
+//   HalfSplit:   j and j + d/2 (Zeta, GPT-NeoX, HF Llama: rotate_half);
+//   Interleaved: 2i and 2i + 1 (GPT-J, Meta's original Llama: rotate_every_two).
+enum class Pairing { HalfSplit, Interleaved };
+
+std::string to_string(Pairing pairing);
+
+// The switches of the rotary operations; the defaults are Zeta's.
+struct RotaryOptions {
+    Pairing pairing = Pairing::HalfSplit;
+    // Only the first rotary_dim features of each row rotate (pairs inside them); the rest
+    // pass through unchanged (copied out of place, untouched in place). Even, <= d; the
+    // tables are then (N, rotary_dim). 0: all d features.
+    int64_t rotary_dim = 0;
+};
+
 // freqs (N, dim) and scale: (N, dim) with xPos, else a one-element tensor holding 1.
 struct RotaryTables {
     Tensor freqs;
@@ -116,13 +132,16 @@ struct RotaryTables {
 
 // Zeta's SinusoidalEmbeddings, with theta as a parameter (Zeta fixes it at 10000).
 //   inv_freq[i] = 1 / theta^(2i / dim)   (float32, as PyTorch evaluates it)
-//   freqs[n, j] = n * inv_freq[j mod dim/2]
-//   scale[n, j] = zeta[j mod dim/2] ^ ((n - N // 2) / scale_base),
+//   freqs[n, j] = n * inv_freq[i(j)]
+//   scale[n, j] = zeta[i(j)] ^ ((n - N // 2) / scale_base),
 //   zeta[i] = (2i + 0.4 dim) / (1.4 dim)
+// with i(j) = j mod dim/2 for half-split pairing (cat(f, f)) and j / 2 for interleaved
+// (f0 f0 f1 f1 ..., as rotary-embedding-torch lays it out). For partial rotary, dim is
+// rotary_dim: the tables are (N, rotary_dim).
 class SinusoidalEmbeddings {
 public:
     explicit SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base = std::nullopt, bool use_xpos = false,
-                                  double theta = 10000.0);
+                                  double theta = 10000.0, Pairing pairing = Pairing::HalfSplit);
 
     // Tables for N = x.size(-2) positions on x's device; only x's shape is read, as in Zeta.
     RotaryTables forward(const Tensor &x) const;
@@ -138,12 +157,14 @@ public:
     double theta() const { return theta_; }
     bool use_xpos() const { return use_xpos_; }
     std::optional<double> scale_base() const { return scale_base_; }
+    Pairing pairing() const { return pairing_; }
 
 private:
     int64_t dim_;
     std::optional<double> scale_base_;
     bool use_xpos_;
     double theta_;
+    Pairing pairing_;
 };
 
 // The scale argument of apply_rotary_pos_emb: a table (N, dim) (rows or columns may
@@ -162,18 +183,24 @@ private:
     double value_ = 1.0;
 };
 
-// rotate_half(x) = cat(-x2, x1) on the last dimension (half-split pairing). Rank 1 to 4.
-Tensor rotate_half(const Tensor &x);
-void rotate_half(const Tensor &x, const Tensor &out);
+// rotate_half(x) = cat(-x2, x1) on the last dimension (half-split pairing); with
+// Pairing::Interleaved, HF GPT-J's rotate_every_two: (x0, x1) -> (-x1, x0) per pair
+// (2i, 2i + 1). Rank 1 to 4. out may be exactly x (in place, CPU).
+Tensor rotate_half(const Tensor &x, Pairing pairing = Pairing::HalfSplit);
+void rotate_half(const Tensor &x, const Tensor &out, Pairing pairing = Pairing::HalfSplit);
 
 // Zeta's apply_rotary_pos_emb. q (..., Lq, d) uses the last Lq rows of freqs and scale
 // (right-aligned, the KV-cache convention); k (..., N, d) uses all N rows with 1 / scale.
-// q and k have rank 2 to 4 and their own leading dimensions. Returns (q', k').
+// q and k have rank 2 to 4, one dtype (float32, float16 or bfloat16: the math is float32,
+// rounded once to the storage type) and their own leading dimensions. freqs and a scale
+// table are (N, rotary_dim) float32. Returns (q', k').
 std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
-                                               const Scale &scale = {});
-// The same into caller tensors of q's and k's shapes, which must not overlap any input.
+                                               const Scale &scale = {}, const RotaryOptions &options = {});
+// The same into caller tensors of q's and k's shapes. Each output may be exactly its own
+// input (in place: same memory, same strides; on the CPU) and must otherwise share no
+// element with any input or the other output.
 void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
-                          const Tensor &q_out, const Tensor &k_out);
+                          const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {});
 
 // Threads used by the kernels (default: one per core). Returns the previous value.
 int set_num_threads(int threads);

@@ -1,0 +1,104 @@
+// The public API of helix.h: each call runs the operations (operations.cpp) on the kernels
+// of the device its tensors live on.
+#include "backends.h"
+#include "error.h"
+#include "kernels.h"
+
+#include <HalideRuntime.h>
+
+#include <limits>
+
+namespace helix {
+
+std::string to_string(Pairing pairing) { return pairing == Pairing::HalfSplit ? "half-split" : "interleaved"; }
+
+SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta,
+                                           Pairing pairing)
+    : dim_(dim), scale_base_(scale_base), use_xpos_(use_xpos), theta_(theta), pairing_(pairing) {
+    const char *op = "SinusoidalEmbeddings";
+    if (dim <= 0 || dim % 2 || dim > std::numeric_limits<int32_t>::max()) {
+        detail::reject(op, "dim", "a positive even number below 2^31", detail::str(dim));
+    }
+    // The kernels take theta and scale_base as float32. theta must be a normal float32:
+    // below that 1 / theta^(2i / dim) overflows.
+    detail::require_positive_float(op, "theta", theta, std::numeric_limits<float>::min());
+    if (use_xpos && !scale_base) {
+        detail::reject(op, "scale_base", "a value: scale_base must be set when use_xpos is true", "none");
+    }
+    if (scale_base) detail::require_positive_float(op, "scale_base", *scale_base);
+}
+
+RotaryTables SinusoidalEmbeddings::forward(const Tensor &x) const {
+    if (!x.defined() || x.rank() < 2) {
+        detail::reject("SinusoidalEmbeddings::forward", "x", "rank >= 2 (its size(-2) is the sequence length)",
+                       x.defined() ? "rank " + detail::str(x.rank()) : "an undefined tensor");
+    }
+    return forward(x.size(-2), x.device());
+}
+
+RotaryTables SinusoidalEmbeddings::forward(int64_t seq_len, Device device) const {
+    if (seq_len < 0 || seq_len > std::numeric_limits<int32_t>::max()) {
+        detail::reject("SinusoidalEmbeddings::forward", "seq_len", "a value >= 0 and below 2^31", detail::str(seq_len));
+    }
+    const std::vector<int64_t> table_shape{seq_len, dim_};
+    RotaryTables tables{Tensor(table_shape, DType::Float32, device),
+                        Tensor(use_xpos_ ? table_shape : std::vector<int64_t>{1}, DType::Float32, device)};
+    forward(seq_len, tables.freqs, tables.scale);
+    return tables;
+}
+
+void SinusoidalEmbeddings::forward(int64_t seq_len, const Tensor &freqs, const Tensor &scale) const {
+    // The whole table, (seq_len, dim): a shorter freqs is a window (see window()).
+    if (seq_len >= 0 && freqs.defined() && freqs.rank() == 2 && freqs.size(0) != seq_len) {
+        detail::reject("SinusoidalEmbeddings::forward", "freqs", "shape (" + detail::str(seq_len) + ", " +
+                       detail::str(dim_) + ") (seq_len rows)", freqs.shape_string());
+    }
+    window(seq_len, 0, freqs, scale);
+}
+
+namespace {
+
+// The kernels of the device the first (defined) tensor lives on; the operations check
+// that the others live there too.
+const detail::Kernels &kernels_for(const char *op, const char *name, const Tensor &t) {
+    return t.defined() ? detail::require_backend(op, name, t.device()).kernels() : detail::tuned_kernels();
+}
+
+Tensor like(const Tensor &t) { return t.defined() ? Tensor(t.shape(), t.dtype(), t.device()) : Tensor(); }
+
+}  // namespace
+
+void SinusoidalEmbeddings::window(int64_t seq_len, int64_t start, const Tensor &freqs, const Tensor &scale) const {
+    const char *op = "SinusoidalEmbeddings";
+    detail::sinusoidal_window(kernels_for(op, "freqs", freqs), *this, seq_len, start, freqs, scale);
+}
+
+Tensor rotate_half(const Tensor &x, Pairing pairing) {
+    Tensor out = like(x);
+    rotate_half(x, out, pairing);
+    return out;
+}
+
+void rotate_half(const Tensor &x, const Tensor &out, Pairing pairing) {
+    detail::rotate_half(kernels_for("rotate_half", "x", x), x, out, pairing);
+}
+
+std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
+                                               const Scale &scale, const RotaryOptions &options) {
+    Tensor q_out = like(q), k_out = like(k);
+    apply_rotary_pos_emb(q, k, freqs, scale, q_out, k_out, options);
+    return {q_out, k_out};
+}
+
+void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
+                          const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options) {
+    detail::apply_rotary_pos_emb(kernels_for("apply_rotary_pos_emb", "q", q), q, k, freqs, scale, q_out, k_out,
+                                 options);
+}
+
+int set_num_threads(int threads) {
+    if (threads < 1) detail::reject("set_num_threads", "threads", "a value >= 1", detail::str(threads));
+    return halide_set_num_threads(threads);
+}
+
+}  // namespace helix

@@ -1,0 +1,174 @@
+// Argument checks of SPEC section 3, shared by the operations.
+#include "checks.h"
+
+#include "backends.h"
+#include "overlap.h"
+
+#include <limits>
+
+namespace helix::detail {
+
+namespace {
+
+std::string dtype_list(const Kernels &kernels, Pairing pairing) {
+    std::string s;
+    for (const TypedKernels &t : kernels.typed) {
+        if (t.pairing == pairing) s += (s.empty() ? "" : " or ") + to_string(t.dtype);
+    }
+    return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+void require_defined(const char *op, const char *name, const Tensor &t) {
+    if (!t.defined()) reject(op, name, "a defined tensor", "an undefined tensor");
+    // Halide would take a buffer with neither host nor device memory for a bounds query
+    // and compute nothing.
+    const halide_buffer_t &b = *t.to_halide().raw_buffer();
+    if (t.numel() > 0 && !b.host && !b.device) {
+        reject(op, name, "a tensor with memory (host or device)", "a tensor with no memory");
+    }
+}
+
+void require_rank(const char *op, const char *name, const Tensor &t, int lo, int hi) {
+    require_defined(op, name, t);
+    if (t.rank() < lo || t.rank() > hi) {
+        const std::string expected =
+            lo == hi ? "rank " + str(lo) : "rank " + str(lo) + " to " + str(hi);
+        reject(op, name, expected, "rank " + str(t.rank()) + " with shape " + t.shape_string());
+    }
+}
+
+void require_dtype(const char *op, const char *name, const Tensor &t, DType dtype, const std::string &why) {
+    if (t.dtype() != dtype) reject(op, name, "dtype " + to_string(dtype) + why, to_string(t.dtype()));
+}
+
+const TypedKernels &require_kernels(const char *op, const char *name, const Kernels &kernels, const Tensor &t,
+                                    Pairing pairing) {
+    const TypedKernels *typed = kernels.find(t.dtype(), pairing);
+    if (!typed) {
+        reject(op, name, "dtype " + dtype_list(kernels, pairing) + " (the element types helix was built for, " +
+                             to_string(pairing) + " pairing)",
+               to_string(t.dtype()));
+    }
+    return *typed;
+}
+
+std::string strides_string(const Tensor &t) {
+    std::string s = "(";
+    for (int i = 0; i < t.rank(); i++) s += (i ? ", " : "") + str(t.stride(i));
+    return s + (t.rank() == 1 ? ",)" : ")");
+}
+
+void require_unit_feature_stride(const char *op, const char *name, const Tensor &t) {
+    if (t.size(-1) > 1 && t.stride(-1) != 1) {
+        reject(op, name, "unit stride in the last dimension", "stride " + str(t.stride(-1)));
+    }
+}
+
+void require_shape(const char *op, const char *name, const Tensor &t, const std::vector<int64_t> &shape,
+                   const std::string &why) {
+    require_defined(op, name, t);
+    if (t.shape() != shape) {
+        std::string expected = "(";
+        for (size_t i = 0; i < shape.size(); i++) expected += (i ? ", " : "") + str(shape[i]);
+        reject(op, name, "shape " + expected + (shape.size() == 1 ? ",)" : ")") + why, t.shape_string());
+    }
+}
+
+// Whether two tensors are the same view of the same memory: same device and allocation,
+// first element, dtype, shape and strides.
+bool same_view(const Tensor &a, const Tensor &b) {
+    if (a.device() != b.device() || a.dtype() != b.dtype() || a.shape() != b.shape() || a.strides() != b.strides()) {
+        return false;
+    }
+    const Location x = locate(*a.to_halide().raw_buffer()), y = locate(*b.to_halide().raw_buffer());
+    return x.allocation == y.allocation && x.address == y.address;
+}
+
+namespace {
+
+// A tensor's bytes for the overlap checks: where its first element is (through its
+// device's backend) and its strides in bytes.
+MemoryLayout memory_layout(const Tensor &t) {
+    const halide_buffer_t &b = *t.to_halide().raw_buffer();
+    const Location at = locate(b);
+    MemoryLayout m;
+    m.allocation = at.allocation;
+    m.base = at.address;
+    m.bytes = b.type.bytes();
+    for (int i = 0; i < t.rank(); i++) m.dims.push_back({t.size(i), t.stride(i) * m.bytes});
+    return m;
+}
+
+// Rejects `out` when it may share an element with `other` (Unknown counts as shared:
+// a race is worse than a refused call).
+void require_no_shared_element(const char *op, const Named &out, const Named &other, const std::string &why) {
+    const Tensor &a = *out.tensor, &b = *other.tensor;
+    if (!a.defined() || !b.defined() || a.device() != b.device() || a.numel() == 0 || b.numel() == 0) return;
+    const Overlap o = shares_memory(memory_layout(a), memory_layout(b));
+    if (o == Overlap::No) return;
+    reject(op, out.name, std::string("no element shared with ") + other.name + why,
+           o == Overlap::Yes ? std::string("a tensor sharing elements with ") + other.name
+                             : std::string("strides for which helix could not rule out a shared element with ") +
+                                   other.name + " (within " + str(kOverlapWork) + " steps)");
+}
+
+}  // namespace
+
+// Outputs are written in parallel: none may share an element with an input or another
+// output, and no two elements of one output may overlap (a stride-0 dimension, for
+// example). Outputs that interleave without a common element are fine, and so is an output
+// that is exactly its own input (in_place_of: same memory, same strides), on the CPU.
+void require_disjoint(const char *op, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
+    for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+        const Tensor &t = *out->tensor;
+        if (t.defined() && t.numel() > 1) {
+            const Overlap o = overlaps_itself(memory_layout(t));
+            if (o != Overlap::No) {
+                reject(op, out->name, "an output whose elements do not overlap each other",
+                       std::string(o == Overlap::Yes ? "" : "possibly ") + "overlapping elements: shape " +
+                           t.shape_string() + ", strides " + strides_string(t));
+            }
+        }
+        for (const Named &in : inputs) {
+            if (out->in_place_of == in.tensor && t.numel() > 0 && in.tensor->defined() && same_view(t, *in.tensor)) {
+                if (t.device() != Device::CPU) {
+                    reject(op, out->name, std::string("an output apart from ") + in.name + " (in place runs on the cpu only so far)",
+                           "the same tensor on " + to_string(t.device()));
+                }
+                continue;
+            }
+            require_no_shared_element(op, *out, in,
+                                      out->in_place_of == in.tensor ? " (or exactly " + std::string(in.name) + ": in place)"
+                                                                    : std::string(" (not in place)"));
+        }
+        for (auto other = outputs.begin(); other != out; ++other) require_no_shared_element(op, *out, *other, "");
+    }
+}
+
+// Every tensor of a call lives on the device of the first one.
+void require_same_device(const char *op, std::initializer_list<Named> tensors) {
+    const Named &first = *tensors.begin();
+    for (const Named &t : tensors) {
+        if (t.tensor->defined() && t.tensor->device() != first.tensor->device()) {
+            reject(op, t.name, "device " + to_string(first.tensor->device()) + " (the device of " + first.name + ")",
+                   to_string(t.tensor->device()));
+        }
+    }
+}
+
+// The value of a one-element float32 tensor, on whichever device it lives.
+float scalar_value(const Tensor &t) {
+    const Tensor host = t.device() == Device::CPU ? t : t.to(Device::CPU);
+    return *static_cast<const float *>(host.data());
+}
+
+int32_t require_int32(const char *op, const std::string &name, int64_t value, int64_t lo) {
+    if (value < lo || value > std::numeric_limits<int32_t>::max()) {
+        reject(op, name, "a value in [" + str(lo) + ", 2^31)", str(value));
+    }
+    return static_cast<int32_t>(value);
+}
+
+}  // namespace helix::detail

@@ -1,0 +1,62 @@
+// The views the kernels take of the callers' tensors: the tensor's own halide_buffer_t
+// (host pointer, device handle and flags alike) with other dimensions, no copy.
+#pragma once
+
+#include "backends.h"
+
+#include <HalideRuntime.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace helix::detail {
+
+constexpr int kTensorDims = 5;  // (jj, half, n, h, b)
+constexpr int kTableDims = 3;   // (jj, half, n)
+
+class KernelView {
+public:
+    KernelView(const Tensor &t, int dims, const halide_dimension_t *shape) : buf_(*t.to_halide().raw_buffer()) {
+        std::copy(shape, shape + dims, dims_);
+        buf_.dimensions = dims;
+        buf_.dim = dims_;
+    }
+    // The kernels' view of a (..., n, d) tensor: (jj, half, n, h, b, ...) with the d
+    // features as H = d/2 pairs (generators/rope_algorithm.h): feature j = jj + half * H
+    // (half-split) or 2 jj + half (interleaved); missing leading dimensions of extent 1.
+    KernelView(const Tensor &t, int dims, Pairing pairing)
+        : KernelView(t, dims, pair_shape(t, dims, pairing).data()) {}
+    KernelView(const KernelView &) = delete;
+    KernelView &operator=(const KernelView &) = delete;
+
+    halide_buffer_t *raw() { return &buf_; }
+    // Whether the view starts 16-byte aligned (host, device address or cl_mem offset).
+    bool start_aligned() const { return locate(buf_).address % 16 == 0; }
+    // An output's flags (device copy newer than the host's) back onto its tensor.
+    void mark_written(const Tensor &t) const {
+        const_cast<halide_buffer_t *>(t.to_halide().raw_buffer())->flags = buf_.flags;
+    }
+
+private:
+    static std::vector<halide_dimension_t> pair_shape(const Tensor &t, int dims, Pairing pairing) {
+        const int rank = t.rank();
+        const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
+        const int32_t feature = static_cast<int32_t>(t.stride(-1));
+        std::vector<halide_dimension_t> shape(dims);
+        const bool split = pairing == Pairing::HalfSplit;
+        shape[0] = halide_dimension_t(0, half_width, split ? feature : 2 * feature);
+        shape[1] = halide_dimension_t(0, 2, split ? half_width * feature : feature);
+        for (int i = 2; i < dims; i++) {
+            const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
+            shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)),
+                                                      static_cast<int32_t>(t.stride(dim)))
+                                : halide_dimension_t(0, 1, 0);
+        }
+        return shape;
+    }
+
+    halide_buffer_t buf_;
+    halide_dimension_t dims_[kTensorDims];
+};
+
+}  // namespace helix::detail
