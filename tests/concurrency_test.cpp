@@ -19,7 +19,8 @@ struct Workload {
 };
 
 bool bitwise_equal(const Tensor &a, const Tensor &b) {
-    return a.shape() == b.shape() && (a.numel() == 0 || std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)) == 0);
+    const size_t bytes = a.numel() * (a.dtype() == DType::Float32 ? 4 : 2);
+    return a.shape() == b.shape() && a.dtype() == b.dtype() && (bytes == 0 || std::memcmp(a.data(), b.data(), bytes) == 0);
 }
 
 std::vector<Workload> workloads() {
@@ -47,6 +48,18 @@ std::vector<Workload> workloads() {
                              const Tensor o(k.shape());
                              detail::rotate_half(kernels, k, o);
                              return std::vector<Tensor>{o};
+                         }});
+        }
+        // The other switches: each storage type the set has, interleaved, partial rotary.
+        for (DType dtype : element_types(set)) {
+            const SinusoidalEmbeddings emb(16, 32.0, true, 10000.0, Pairing::Interleaved);
+            const RotaryTables t = make_tables(set, emb, 90);
+            const Tensor q = random_tensor({1, 3, 40, 24}, Layout::Contiguous, rng, dtype);
+            const Tensor k = random_tensor({1, 2, 90, 24}, Layout::PaddedRows, rng, dtype);
+            w.push_back({tag + to_string(dtype) + " interleaved partial apply", [&kernels, q, k, t] {
+                             const Tensor qo(q.shape(), q.dtype()), ko(k.shape(), k.dtype());
+                             detail::apply_rotary_pos_emb(kernels, q, k, t.freqs, t.scale, qo, ko, {Pairing::Interleaved, 16});
+                             return std::vector<Tensor>{qo, ko};
                          }});
         }
     }

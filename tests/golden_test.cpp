@@ -85,14 +85,21 @@ protected:
         RecordProperty(what + "_not_bitwise_equal", std::to_string(inexact) + " of " + std::to_string(want.numel()));
     }
 
-    // x' against torch with the bound of SPEC section 4 (scale s per element).
+    // x' against torch with the bound of SPEC section 4 (scale s per element); features
+    // past the rotary part (partial rotary) bit for bit.
     static void expect_rotation_close(const Tensor &x, const Tensor &got, const Tensor &want, const Tensor &freqs,
-                                      const Scale &scale, bool inverse, const std::string &what) {
+                                      const Scale &scale, bool inverse, const std::string &what,
+                                      Pairing pairing = Pairing::HalfSplit) {
         ASSERT_EQ(got.shape(), want.shape()) << what;
-        const int64_t d = x.size(-1), half = d / 2, first_row = freqs.size(0) - x.size(-2);
+        const int64_t rotary_dim = freqs.size(1), half = rotary_dim / 2, first_row = freqs.size(0) - x.size(-2);
         ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
+            const int64_t j = idx.back();
+            if (j >= rotary_dim) {
+                ASSERT_EQ(ref::element(got, idx), ref::element(want, idx)) << what << " pass-through";
+                return;
+            }
             std::vector<int64_t> partner = idx;
-            partner.back() += idx.back() < half ? half : -half;
+            partner.back() = pairing == Pairing::Interleaved ? (j ^ 1) : j < half ? j + half : j - half;
             double s = scale_at(scale, first_row + idx[idx.size() - 2], idx.back());
             if (inverse) s = 1.0 / s;
             const double magnitude =
@@ -102,13 +109,13 @@ protected:
         });
     }
 
-    void check_apply(const std::string &prefix, const Tensor &freqs, const Scale &scale) {
+    void check_apply(const std::string &prefix, const Tensor &freqs, const Scale &scale, const RotaryOptions &options = {}) {
         const Golden &g = golden();
         const Tensor &q = g[prefix + "_q"], &k = g[prefix + "_k"];
         const Tensor q_out(q.shape()), k_out(k.shape());
-        run_apply(GetParam(), q, k, freqs, scale, q_out, k_out);
-        expect_rotation_close(q, q_out, g[prefix + "_q_out"], freqs, scale, false, prefix + " q'");
-        expect_rotation_close(k, k_out, g[prefix + "_k_out"], freqs, scale, true, prefix + " k'");
+        run_apply(GetParam(), q, k, freqs, scale, q_out, k_out, options);
+        expect_rotation_close(q, q_out, g[prefix + "_q_out"], freqs, scale, false, prefix + " q'", options.pairing);
+        expect_rotation_close(k, k_out, g[prefix + "_k_out"], freqs, scale, true, prefix + " k'", options.pairing);
     }
 };
 
@@ -160,6 +167,34 @@ TEST_P(GoldenVectors, PlainRotaryWithoutScale) {
     const RotaryTables t = tables(SinusoidalEmbeddings(128, std::nullopt, false, 500000.0), 40);
     expect_relative(t.freqs, golden()["plain_d128_theta500000_freqs"], kGoldenAngleRelTol, "freqs");
     check_apply("plain_d128_theta500000", t.freqs, Scale());
+}
+
+// HF GPT-J's rotate_every_two: exact.
+TEST_P(GoldenVectors, GptjRotateEveryTwo) {
+    const Tensor &x = golden()["gptj_rotate_every_two_x"];
+    const Tensor out(x.shape());
+    run_rotate_half(GetParam(), x, out, Pairing::Interleaved);
+    expect_bitwise_equal(out, golden()["gptj_rotate_every_two_out"], "rotate_every_two");
+}
+
+// rotary-embedding-torch's interleaved tables (f0 f0 f1 f1 ..., xPos scale likewise) and
+// their rotation.
+TEST_P(GoldenVectors, InterleavedXpos) {
+    const RotaryTables t = tables(SinusoidalEmbeddings(16, 32.0, true, 10000.0, Pairing::Interleaved), 64);
+    expect_relative(t.freqs, golden()["interleaved_xpos_d16_n64_freqs"], kGoldenAngleRelTol, "freqs");
+    expect_relative(t.scale, golden()["interleaved_xpos_d16_n64_scale"], kGoldenScaleRelTol, "scale");
+    check_apply("interleaved_xpos_d16_n64", t.freqs, t.scale, {Pairing::Interleaved, 0});
+}
+
+// Partial rotary as GPT-NeoX/Phi (8 of 24 features, half-split) and rotary-embedding-torch
+// (12 of 20, interleaved) write it: the rest passes through.
+TEST_P(GoldenVectors, PartialRotary) {
+    const RotaryTables neox = tables(SinusoidalEmbeddings(8), 12);
+    expect_relative(neox.freqs, golden()["partial_neox_d24_r8_freqs"], kGoldenAngleRelTol, "neox freqs");
+    check_apply("partial_neox_d24_r8", neox.freqs, Scale(), {Pairing::HalfSplit, 8});
+    const RotaryTables il = tables(SinusoidalEmbeddings(12, std::nullopt, false, 10000.0, Pairing::Interleaved), 12);
+    expect_relative(il.freqs, golden()["partial_interleaved_d20_r12_freqs"], kGoldenAngleRelTol, "interleaved freqs");
+    check_apply("partial_interleaved_d20_r12", il.freqs, Scale(), {Pairing::Interleaved, 12});
 }
 
 INSTANTIATE_TEST_SUITE_P(Schedules, GoldenVectors, ::testing::ValuesIn(kKernelSets), kernel_set_name);

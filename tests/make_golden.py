@@ -46,6 +46,41 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
+# The other pairing and partial rotary, as the peers write them.
+def rotate_every_two(x):
+    """HF GPT-J's rotate_every_two: pairs (2i, 2i + 1)."""
+    x1 = x[..., ::2]
+    x2 = x[..., 1::2]
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
+def interleaved_tables(dim, seq_len, scale_base=None, theta=10000):
+    """rotary-embedding-torch's interleaved layout: each frequency repeated (f0 f0 f1 f1 ...)."""
+    emb = SinusoidalEmbeddings(dim, scale_base=scale_base, use_xpos=scale_base is not None, theta=theta)
+    t = torch.arange(seq_len).type_as(emb.inv_freq)
+    freqs = torch.einsum("i , j -> i j", t, emb.inv_freq).repeat_interleave(2, dim=-1)
+    if scale_base is None:
+        return freqs, torch.ones(1)
+    power = (t - (seq_len // 2)) / scale_base
+    return freqs, (emb.scale ** power[:, None]).repeat_interleave(2, dim=-1)
+
+
+def apply_rotary_partial(q, k, freqs, scale=1, rotate=rotate_half):
+    """rotary-embedding-torch / HF partial rotary: the first freqs.shape[-1] features rotate
+    (with `rotate`'s pairing), the rest pass through."""
+    rot = freqs.shape[-1]
+    q_len = q.shape[-2]
+    inv_scale = scale**-1
+    q_scale = scale[-q_len:, :] if isinstance(scale, torch.Tensor) and scale.ndim == 2 else scale
+    q_freqs = freqs[-q_len:, :]
+
+    def rotated(x, f, s):
+        x_rot, x_pass = x[..., :rot], x[..., rot:]
+        return torch.cat(((x_rot * f.cos() * s) + (rotate(x_rot) * f.sin() * s), x_pass), dim=-1)
+
+    return rotated(q, q_freqs, q_scale), rotated(k, freqs, inv_scale)
+
+
 def apply_rotary_pos_emb(q, k, freqs, scale=1):
     q_len = q.shape[-2]
     q_freqs = freqs[..., -q_len:, :]
@@ -126,6 +161,30 @@ def main():
     save("plain_d128_theta500000_k", k)
     save("plain_d128_theta500000_q_out", q2)
     save("plain_d128_theta500000_k_out", k2)
+
+    # GPT-J's rotate_every_two.
+    x = randn(2, 3, 8)
+    save("gptj_rotate_every_two_x", x)
+    save("gptj_rotate_every_two_out", rotate_every_two(x))
+
+    # Interleaved tables with xPos and their rotation (rotary-embedding-torch's layout).
+    freqs, scale = interleaved_tables(16, 64, scale_base=32)
+    q, k = randn(1, 2, 10, 16), randn(1, 1, 64, 16)
+    q2, k2 = apply_rotary_partial(q, k, freqs, scale, rotate=rotate_every_two)
+    for name, tensor in (("freqs", freqs), ("scale", scale), ("q", q), ("k", k), ("q_out", q2), ("k_out", k2)):
+        save(f"interleaved_xpos_d16_n64_{name}", tensor)
+
+    # Partial rotary (GPT-NeoX / Phi style): 8 of 24 features, half-split; and 12 of 20,
+    # interleaved. The rest pass through.
+    for prefix, d, rot, interleaved in (("partial_neox_d24_r8", 24, 8, False), ("partial_interleaved_d20_r12", 20, 12, True)):
+        if interleaved:
+            freqs, _ = interleaved_tables(rot, 12, theta=10000)
+        else:
+            freqs, _ = SinusoidalEmbeddings(rot)(torch.zeros(12, rot))
+        q, k = randn(1, 2, 5, d), randn(1, 1, 12, d)
+        q2, k2 = apply_rotary_partial(q, k, freqs, rotate=rotate_every_two if interleaved else rotate_half)
+        for name, tensor in (("freqs", freqs), ("q", q), ("k", k), ("q_out", q2), ("k_out", k2)):
+            save(f"{prefix}_{name}", tensor)
 
     (OUT / "MANIFEST").write_text("\n".join(manifest) + "\n")
     print(f"wrote {len(manifest)} arrays to {OUT} with torch {torch.__version__}")

@@ -1,6 +1,7 @@
 // Randomized API test: a seeded generator of thousands of calls over the whole argument
 // space of the three operations (ranks, extents 0/1/odd/large, padded, transposed,
-// reversed and broadcast views, every scale form, q shorter than k, windows of tables),
+// reversed and broadcast views, every scale form, q shorter than k, windows of tables,
+// storage types, pairings, partial rotary, in place and partly in place),
 // run on every kernel set of this binary (and, through ctest's HELIX_TEST_ISA runs, every
 // ISA branch). A case is valid by construction or carries exactly one defect:
 //   valid     -> the call succeeds and matches the float64 reference (SPEC section 4);
@@ -75,35 +76,32 @@ struct Generator {
         } else {
             t = Tensor(shape, dtype);
         }
-        if (dtype == DType::Float32) {
-            if (input) {
-                std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-                ref::for_each_index(shape, [&](const std::vector<int64_t> &i) { ref::element(t, i) = dist(rng); });
-            } else {
-                ref::for_each_index(shape, [&](const std::vector<int64_t> &i) { ref::element(t, i) = kSentinel; });
-            }
+        if (input) {
+            fill_uniform(t, rng, -2.0f, 2.0f);
+        } else {
+            ref::for_each_index(shape, [&](const std::vector<int64_t> &i) { ref::store(t, i, kSentinel); });
         }
         return t;
     }
 
     // A tensor with stride 2 in its last dimension (unsupported).
-    Tensor strided_features(const std::vector<int64_t> &shape) {
+    Tensor strided_features(const std::vector<int64_t> &shape, DType dtype = DType::Float32) {
         std::vector<int64_t> wide = shape;
         wide.back() *= 2;
-        storage.emplace_back(wide);
+        storage.emplace_back(wide, dtype);
         std::vector<int64_t> strides = storage.back().strides();
         strides.back() = 2;
-        return Tensor::wrap(storage.back().data(), shape, strides);
+        return Tensor::wrap(storage.back().data(), shape, strides, dtype);
     }
 
     // An output whose first dimension (extent > 1) has stride 0: it overlaps itself.
-    Tensor self_overlapping(const std::vector<int64_t> &shape) {
+    Tensor self_overlapping(const std::vector<int64_t> &shape, DType dtype = DType::Float32) {
         std::vector<int64_t> one = shape;
         one[0] = 1;
-        storage.emplace_back(one);
+        storage.emplace_back(one, dtype);
         std::vector<int64_t> strides = storage.back().strides();
         strides[0] = 0;
-        return Tensor::wrap(storage.back().data(), shape, strides);
+        return Tensor::wrap(storage.back().data(), shape, strides, dtype);
     }
 
     std::vector<int64_t> leading(int max_dims) {
@@ -114,11 +112,11 @@ struct Generator {
     }
 };
 
-// The values of a float32 CPU tensor, in index order (empty for others).
-std::vector<float> contents(const Tensor &t) {
-    std::vector<float> v;
-    if (!t.defined() || t.dtype() != DType::Float32 || t.device() != Device::CPU || !t.data()) return v;
-    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &i) { v.push_back(ref::element(t, i)); });
+// The values of a CPU tensor, in index order (empty for others).
+std::vector<double> contents(const Tensor &t) {
+    std::vector<double> v;
+    if (!t.defined() || t.device() != Device::CPU || !t.data()) return v;
+    ref::for_each_index(t.shape(), [&](const std::vector<int64_t> &i) { v.push_back(ref::value(t, i)); });
     return v;
 }
 
@@ -129,8 +127,8 @@ bool broadcasts(const Tensor &t) {
     return false;
 }
 
-bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
-    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+bool same_bits(const std::vector<double> &a, const std::vector<double> &b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
 }
 
 // What a case did: the call, its outputs, the argument named by its defect ("" = valid),
@@ -142,10 +140,26 @@ struct Case {
     std::function<void()> check;
 };
 
+// A storage type and pairing the set has kernels for, at random.
+std::pair<DType, Pairing> pick_kernels(const KernelSet &set, Generator &g) {
+    const std::vector<DType> types = element_types(set);
+    const DType dtype = types[g.below(static_cast<int64_t>(types.size()))];
+    const Pairing pairing =
+        g.chance(50) && set.get().find(dtype, Pairing::Interleaved) ? Pairing::Interleaved : Pairing::HalfSplit;
+    g.log += to_string(dtype) + " " + to_string(pairing) + " ";
+    return {dtype, pairing};
+}
+
 Case apply_case(const KernelSet &set, Generator &g) {
+    const auto picked = pick_kernels(set, g);
+    const DType dtype = picked.first;
+    const Pairing pairing = picked.second;
     const int64_t d = g.even_dim(), n = g.extent(), lq = n ? 1 + g.below(n) : 0;
+    const int64_t rotary_dim = g.chance(30) ? 2 * (1 + g.below(d / 2)) : d;  // partial rotary: even, <= d
+    RotaryOptions options{pairing, rotary_dim == d && g.chance(50) ? 0 : rotary_dim};
     const bool xpos = g.chance(50), random_angles = g.chance(25);
-    const SinusoidalEmbeddings emb(d, g.pick<double>({8.0, 64.0, 512.0}), xpos, g.pick<double>({10.0, 1e4, 5e5}));
+    const SinusoidalEmbeddings emb(rotary_dim, g.pick<double>({8.0, 64.0, 512.0}), xpos, g.pick<double>({10.0, 1e4, 5e5}),
+                                   pairing);
     RotaryTables t = make_tables(set, emb, n);
     if (random_angles) {
         std::uniform_real_distribution<float> angle(-3000.0f, 3000.0f);
@@ -157,11 +171,11 @@ Case apply_case(const KernelSet &set, Generator &g) {
         s.push_back(d);
         return s;
     };
-    g.log += "apply d " + std::to_string(d) + " N " + std::to_string(n) + " Lq " + std::to_string(lq) +
-             (xpos ? " xpos" : "") + (random_angles ? " random angles" : "") + "; q";
-    Tensor q = g.view(shape(lq), true);
+    g.log += "apply d " + std::to_string(d) + " rotary_dim " + std::to_string(rotary_dim) + " N " + std::to_string(n) +
+             " Lq " + std::to_string(lq) + (xpos ? " xpos" : "") + (random_angles ? " random angles" : "") + "; q";
+    Tensor q = g.view(shape(lq), true, dtype);
     g.log += "; k";
-    Tensor k = g.view(shape(n), true);
+    Tensor k = g.view(shape(n), true, dtype);
     Tensor freqs = t.freqs;
     Scale scale;
     switch (g.below(6)) {
@@ -175,10 +189,10 @@ Case apply_case(const KernelSet &set, Generator &g) {
         break;
     }
     case 3: {
-        const Tensor row({1, d});
+        const Tensor row({1, rotary_dim});
         fill_uniform(row, g.rng, 0.5f, 2.0f);
         scale = Scale(row);
-        g.log += "; (1, d) scale";
+        g.log += "; (1, rotary_dim) scale";
         break;
     }
     case 4: {
@@ -191,9 +205,9 @@ Case apply_case(const KernelSet &set, Generator &g) {
     default: scale = xpos ? Scale(t.scale) : Scale(); g.log += "; table scale"; break;
     }
     g.log += "; q_out";
-    Tensor q_out = g.view(q.shape(), false);
+    Tensor q_out = g.view(q.shape(), false, dtype);
     g.log += "; k_out";
-    Tensor k_out = g.view(k.shape(), false);
+    Tensor k_out = g.view(k.shape(), false, dtype);
 
     // In place (15%): each output exactly its own input, unless that input broadcasts.
     if (g.chance(15)) {
@@ -205,54 +219,59 @@ Case apply_case(const KernelSet &set, Generator &g) {
 
     std::string defect;
     if (g.chance(35)) {
-        switch (g.below(13)) {
-        case 0: freqs = Tensor({n, d, 1}); defect = "freqs"; break;
-        case 1: q = g.view({d}, true); defect = "q"; break;
-        case 2: k = g.view({1, 1, 1, n, d}, true); defect = "k"; break;
-        case 3: q = g.view({lq, d + 2}, true); defect = "q"; break;
-        case 4: q = g.view({n + 1, d}, true); defect = "q"; break;
-        case 5: k = g.view({n + 1 + g.below(3), d}, true); defect = "k"; break;
-        case 6: scale = Scale(Tensor({n + 2, d})); defect = "scale"; break;
+        switch (g.below(15)) {
+        case 0: freqs = Tensor({n, rotary_dim, 1}); defect = "freqs"; break;
+        case 1: q = g.view({d}, true, dtype); defect = "q"; break;
+        case 2: k = g.view({1, 1, 1, n, d}, true, dtype); defect = "k"; break;
+        case 3: k = g.view({n, d + 2}, true, dtype); defect = "k"; break;
+        case 4: q = g.view({n + 1, d}, true, dtype); defect = "q"; break;
+        case 5: k = g.view({n + 1 + g.below(3), d}, true, dtype); defect = "k"; break;
+        case 6: scale = Scale(Tensor({n + 2, rotary_dim})); defect = "scale"; break;
         case 7: scale = Scale(g.pick<double>({0.0, -1.0, double(NAN), 1e39, 1e-50})); defect = "scale"; break;
-        case 8: k = Tensor(k.shape(), DType::Float16); defect = "k"; break;
-        case 9: q = g.strided_features(q.shape()); defect = "q"; break;
-        case 10: k_out = Tensor({n + 1, d}); defect = "k_out"; break;
+        case 8: k = Tensor(k.shape(), dtype == DType::Float16 ? DType::BFloat16 : DType::Float16); defect = "k"; break;
+        case 9: q = g.strided_features(q.shape(), dtype); defect = "q"; break;
+        case 10: k_out = Tensor({n + 1, d}, dtype); defect = "k_out"; break;
         case 11:
             if (k.numel() > 0 && n >= 2) {  // k_out one row below k in one buffer: partly in place
                 std::vector<int64_t> taller = k.shape();
                 taller[taller.size() - 2] += 1;
                 g.log += "; partly in place over";
-                const Tensor buffer = g.view(taller, true);
+                const Tensor buffer = g.view(taller, true, dtype);
                 k = buffer.narrow(-2, 0, n);
                 k_out = buffer.narrow(-2, 1, n);
                 defect = "k_out";
             }
             break;
+        case 12: options.rotary_dim = g.pick<int64_t>({d + 2, rotary_dim - 1, -2}); defect = "rotary_dim"; break;
+        case 13: freqs = Tensor({n, rotary_dim + 2}); defect = "freqs"; break;
         default:
             if (q.numel() > 1 && q.size(0) > 1) {
-                q_out = g.self_overlapping(q.shape());
+                q_out = g.self_overlapping(q.shape(), dtype);
                 defect = "q_out";
             }
         }
         if (!defect.empty()) g.log += "; defect in " + defect;
     }
     const KernelSet *s = &set;
-    return Case{[=] { run_apply(*s, q, k, freqs, scale, q_out, k_out); },
+    return Case{[=] { run_apply(*s, q, k, freqs, scale, q_out, k_out, options); },
                 {q_out, k_out},
                 defect,
                 [=] {
-                    check_rotation(q_before, q_out, freqs, scale, false, 4e-6, "q'");
-                    check_rotation(k_before, k_out, freqs, scale, true, 4e-6, "k'");
+                    check_rotation(q_before, q_out, freqs, scale, false, 4e-6, "q'", options);
+                    check_rotation(k_before, k_out, freqs, scale, true, 4e-6, "k'", options);
                 }};
 }
 
 Case rotate_half_case(const KernelSet &set, Generator &g) {
+    const auto picked = pick_kernels(set, g);
+    const DType dtype = picked.first;
+    const Pairing pairing = picked.second;
     std::vector<int64_t> shape = g.leading(3);
     shape.push_back(g.even_dim());
     g.log += "rotate_half rank " + std::to_string(shape.size()) + "; x";
-    Tensor x = g.view(shape, true);
+    Tensor x = g.view(shape, true, dtype);
     g.log += "; out";
-    Tensor out = g.view(shape, false);
+    Tensor out = g.view(shape, false, dtype);
     if (g.chance(15) && !broadcasts(x)) {
         out = x;
         g.log += "; in place";
@@ -261,43 +280,46 @@ Case rotate_half_case(const KernelSet &set, Generator &g) {
     std::string defect;
     if (g.chance(35)) {
         switch (g.below(6)) {
-        case 0: x = g.view({1, 1, 1, 1, 2}, true); defect = "x"; break;
-        case 1: x = g.view({2, 3}, true); out = g.view({2, 3}, false); defect = "x"; break;
-        case 2: out = Tensor({shape.back() + 2}); defect = "out"; break;
+        case 0: x = g.view({1, 1, 1, 1, 2}, true, dtype); defect = "x"; break;
+        case 1: x = g.view({2, 3}, true, dtype); out = g.view({2, 3}, false, dtype); defect = "x"; break;
+        case 2: out = Tensor({shape.back() + 2}, dtype); defect = "out"; break;
         case 3:
-            if (x.numel() > 0) {  // out one row below x in one buffer: partly in place
+            if (x.numel() > 0) {  // out one element on from x in one buffer: partly in place
                 std::vector<int64_t> taller = shape;
                 taller.insert(taller.begin(), 2);
                 g.log += "; partly in place";
-                g.storage.emplace_back(taller);
+                g.storage.emplace_back(taller, dtype);
                 const Tensor &buffer = g.storage.back();
                 fill_uniform(buffer, g.rng);
                 std::vector<int64_t> strides = buffer.strides();
                 strides.erase(strides.begin());
-                x = Tensor::wrap(buffer.data(), shape, strides);
-                out = Tensor::wrap(static_cast<float *>(buffer.data()) + 1, shape, strides);  // one element on
+                x = Tensor::wrap(buffer.data(), shape, strides, dtype);
+                const int64_t bytes = dtype == DType::Float32 ? 4 : 2;
+                out = Tensor::wrap(static_cast<char *>(buffer.data()) + bytes, shape, strides, dtype);
                 defect = "out";
             }
             break;
-        case 4: x = g.strided_features(shape); defect = "x"; break;
+        case 4: x = g.strided_features(shape, dtype); defect = "x"; break;
         default:
             if (shape.size() > 1 && shape[0] > 1 && x.numel() > 1) {
-                out = g.self_overlapping(shape);
+                out = g.self_overlapping(shape, dtype);
                 defect = "out";
             }
         }
         if (!defect.empty()) g.log += "; defect in " + defect;
     }
     const KernelSet *s = &set;
-    return Case{[=] { run_rotate_half(*s, x, out); },
+    return Case{[=] { run_rotate_half(*s, x, out, pairing); },
                 {out},
                 defect,
                 [=] {
                     const int64_t half = x.size(-1) / 2;
+                    const bool split = pairing == Pairing::HalfSplit;
                     ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &i) {
                         std::vector<int64_t> p = i;
-                        const bool first = i.back() < half;
-                        p.back() += first ? half : -half;
+                        const int64_t j = i.back();
+                        const bool first = split ? j < half : j % 2 == 0;
+                        p.back() = split ? (first ? j + half : j - half) : (j ^ 1);
                         const double want = first ? -ref::value(x_before, p) : ref::value(x_before, p);
                         ASSERT_EQ(ref::value(out, i), want);
                     });
@@ -309,8 +331,9 @@ Case tables_case(const KernelSet &set, Generator &g) {
     const int64_t rows = seq_len ? g.below(seq_len - start + 1) : 0;
     const bool xpos = g.chance(50);
     const double theta = g.pick<double>({10.0, 1e4, 5e5, 1e6}), scale_base = g.pick<double>({4.0, 64.0, 8192.0});
-    const SinusoidalEmbeddings emb(d, scale_base, xpos, theta);
-    g.log += "tables d " + std::to_string(d) + " seq_len " + std::to_string(seq_len) + " window [" +
+    const Pairing pairing = g.chance(50) ? Pairing::Interleaved : Pairing::HalfSplit;
+    const SinusoidalEmbeddings emb(d, scale_base, xpos, theta, pairing);
+    g.log += to_string(pairing) + " tables d " + std::to_string(d) + " seq_len " + std::to_string(seq_len) + " window [" +
              std::to_string(start) + ", +" + std::to_string(rows) + ")" + (xpos ? " xpos" : "") + "; freqs";
     Tensor freqs = g.view({rows, d}, false);
     g.log += "; scale";
@@ -337,10 +360,10 @@ Case tables_case(const KernelSet &set, Generator &g) {
                 defect,
                 [=] {
                     ref::for_each_index(freqs.shape(), [&](const std::vector<int64_t> &i) {
-                        const float want = ref::angle(first + i[0], i[1], d, theta), got = ref::element(freqs, i);
+                        const float want = ref::angle(first + i[0], i[1], d, theta, pairing), got = ref::element(freqs, i);
                         ASSERT_EQ(std::memcmp(&want, &got, sizeof want), 0) << "freqs" << ::testing::PrintToString(i);
                         if (xpos) {
-                            const double w = ref::xpos_scale(first + i[0], i[1], d, len, scale_base);
+                            const double w = ref::xpos_scale(first + i[0], i[1], d, len, scale_base, pairing);
                             const double sc = ref::element(scale, i);
                             if (w < FLT_MAX) {
                                 ASSERT_LE(std::fabs(sc - w), std::max(2.4e-7 * w, 4 * 0x1p-149)) << "scale";
@@ -359,7 +382,7 @@ bool run_case(const KernelSet &set, uint64_t seed, int &valid, int &defective) {
     const std::string where = std::string(set.name) + " seed " + std::to_string(seed) + " (" + g.log +
                               "); reproduce with HELIX_RANDOM_SEED=" + std::to_string(seed);
     const bool failed_before = ::testing::Test::HasFailure();
-    std::vector<std::vector<float>> before;
+    std::vector<std::vector<double>> before;
     for (const Tensor &o : c.outputs) before.push_back(contents(o));
     try {
         c.call();

@@ -58,10 +58,11 @@ inline void run_rotate_half(const KernelSet &set, const Tensor &x, const Tensor 
 }
 
 inline void run_apply(const KernelSet &set, const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
-                      const Tensor &q_out, const Tensor &k_out) {
+                      const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {}) {
     const Tensor qo = device_output(set, q_out), ko = device_output(set, k_out);
     const Scale s = scale.tensor().defined() ? Scale(to_device(set, scale.tensor())) : scale;
-    detail::apply_rotary_pos_emb(set.get(), to_device(set, q), to_device(set, k), to_device(set, freqs), s, qo, ko);
+    detail::apply_rotary_pos_emb(set.get(), to_device(set, q), to_device(set, k), to_device(set, freqs), s, qo, ko,
+                                 options);
     to_host(set, qo, q_out);
     to_host(set, ko, k_out);
 }

@@ -61,7 +61,8 @@ Fuzzed make_tensor(FuzzedDataProvider &in, bool output) {
     if (kind == 0) return f;  // undefined
     const int rank = in.ConsumeIntegralInRange(0, 5);
     std::vector<int64_t> shape(rank), strides(rank);
-    const DType dtype = in.ConsumeIntegralInRange(0, 15) == 0 ? DType::Float16 : DType::Float32;
+    const int type_pick = in.ConsumeIntegralInRange(0, 7);
+    const DType dtype = type_pick == 0 ? DType::Float16 : type_pick == 1 ? DType::BFloat16 : DType::Float32;
     const int64_t size = dtype == DType::Float32 ? 4 : 2;
     int64_t lo = 0, hi = 0, numel = 1;
     for (int i = 0; i < rank; i++) {
@@ -130,10 +131,13 @@ void check_untouched(const std::vector<Fuzzed *> &all) {
     }
 }
 
-// An output may be given as one of the inputs (aliasing): the fuzzer picks which.
+// An output may be given as one of the inputs: its own (inputs[0]: in place, whose
+// elements it may then write) or another (aliasing, an error). The fuzzer picks.
 Tensor pick(FuzzedDataProvider &in, const Fuzzed &own, const std::vector<Fuzzed *> &inputs) {
     const int which = in.ConsumeIntegralInRange<int>(0, 8);
-    return which < static_cast<int>(inputs.size()) && which < 2 ? inputs[which]->tensor : own.tensor;
+    if (which >= static_cast<int>(inputs.size()) || which >= 2) return own.tensor;
+    if (which == 0) inputs[0]->output = true;
+    return inputs[which]->tensor;
 }
 
 }  // namespace
@@ -154,7 +158,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const int64_t start = in.ConsumeBool() ? in.ConsumeIntegral<int64_t>() : in.ConsumeIntegralInRange<int64_t>(0, 300);
             Fuzzed freqs = make_tensor(in, true), scale = make_tensor(in, true);
             try {
-                const helix::SinusoidalEmbeddings emb(dim, scale_base, xpos, theta);
+                const helix::SinusoidalEmbeddings emb(dim, scale_base, xpos, theta,
+                                                      in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit);
                 if (in.ConsumeBool()) {
                     helix::detail::sinusoidal_window(kernels, emb, seq_len, start, freqs.tensor,
                                                      in.ConsumeBool() ? freqs.tensor : scale.tensor);
@@ -167,7 +172,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else if (op == 1) {  // rotate_half
             Fuzzed x = make_tensor(in, false), out = make_tensor(in, true);
             try {
-                helix::detail::rotate_half(kernels, x.tensor, pick(in, out, {&x}));
+                const helix::Pairing pairing = in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit;
+                helix::detail::rotate_half(kernels, x.tensor, pick(in, out, {&x}), pairing);
             } catch (const helix::Error &) {
             }
             check_untouched({&x, &out});
@@ -181,9 +187,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             case 1: scale = helix::Scale(in.ConsumeFloatingPoint<double>()); break;
             default: scale = helix::Scale(scale_tensor.tensor);
             }
+            helix::RotaryOptions options;
+            options.pairing = in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit;
+            options.rotary_dim = in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(-4, 48);
             try {
                 helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, freqs.tensor, scale,
-                                                    pick(in, q_out, {&q, &k}), pick(in, k_out, {&k, &q}));
+                                                    pick(in, q_out, {&q, &k}), pick(in, k_out, {&k, &q}), options);
             } catch (const helix::Error &) {
             }
             check_untouched({&q, &k, &freqs, &scale_tensor, &q_out, &k_out});
