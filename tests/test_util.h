@@ -15,7 +15,7 @@ namespace helix::test {
 
 // Every correctness test runs over each kernel set of this test binary through the same
 // API code: the CPU binary over the tuned and baseline schedules, a GPU binary
-// (HELIX_TEST_GPU=CUDA|OpenCL) over that device's kernels.
+// (compiled with HELIX_TEST_GPU_CUDA or HELIX_TEST_GPU_OPENCL) over that device's kernels.
 struct KernelSet {
     const char *name;
     const detail::Kernels &(*get)();
