@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -53,12 +54,26 @@ const Variant kVariants[] = {
 #undef HELIX_VARIANT
 };
 
-Tensor random_tensor(const std::vector<int64_t> &shape) {
-    Tensor t(shape);
+// Uniform values in [-1, 1) in the storage type (16-bit types: truncated float32 bits;
+// benchmark data needs no rounding).
+Tensor random_tensor(const std::vector<int64_t> &shape, helix::DType dtype = helix::DType::Float32) {
+    Tensor t(shape, dtype);
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> dist(-1, 1);
-    float *p = static_cast<float *>(t.data());
-    std::generate(p, p + t.numel(), [&] { return dist(rng); });
+    for (int64_t i = 0; i < t.numel(); i++) {
+        const float v = dist(rng);
+        uint32_t b;
+        std::memcpy(&b, &v, 4);
+        if (dtype == helix::DType::Float32) {
+            static_cast<float *>(t.data())[i] = v;
+        } else if (dtype == helix::DType::BFloat16) {
+            static_cast<uint16_t *>(t.data())[i] = static_cast<uint16_t>(b >> 16);
+        } else {  // float16: |v| < 1, normal or flushed to a signed zero
+            const int e = int((b >> 23) & 0xff) - 127 + 15;
+            static_cast<uint16_t *>(t.data())[i] =
+                static_cast<uint16_t>(((b >> 16) & 0x8000) | (e > 0 ? (e << 10) | ((b >> 13) & 0x3ff) : 0));
+        }
+    }
     return kDevice == Device::CPU ? t : t.to(kDevice);
 }
 
@@ -145,20 +160,20 @@ struct RotaryData {
     }
 };
 
-const RotaryData &rotary_data(const RotaryCase &c) {
+const RotaryData &rotary_data(const RotaryCase &c, helix::DType dtype = helix::DType::Float32) {
     static std::map<std::string, std::unique_ptr<RotaryData>> cache;
-    auto &slot = cache[c.name];
+    auto &slot = cache[c.name + helix::to_string(dtype)];
     if (!slot) {
         slot = std::make_unique<RotaryData>();
         RotaryData &r = *slot;
-        r.q = random_tensor({c.batch, c.q_heads, c.q_rows, c.d});
-        r.k = random_tensor({c.batch, c.k_heads, c.n, c.d});
-        r.q_out = random_tensor({c.batch, c.q_heads, c.q_rows, c.d});
-        r.k_out = random_tensor({c.batch, c.k_heads, c.n, c.d});
+        r.q = random_tensor({c.batch, c.q_heads, c.q_rows, c.d}, dtype);
+        r.k = random_tensor({c.batch, c.k_heads, c.n, c.d}, dtype);
+        r.q_out = random_tensor({c.batch, c.q_heads, c.q_rows, c.d}, dtype);
+        r.k_out = random_tensor({c.batch, c.k_heads, c.n, c.d}, dtype);
         const helix::RotaryTables t = helix::SinusoidalEmbeddings(c.d, 512.0, true).forward(c.n, kDevice);
         r.freqs = t.freqs;
         r.scale = t.scale;
-        const double qk = double(r.q.numel() + r.k.numel()) * sizeof(float);
+        const double qk = double(r.q.numel() + r.k.numel()) * (dtype == helix::DType::Float32 ? 4 : 2);
         r.bytes = 2 * qk + 2.0 * r.freqs.numel() * sizeof(float);  // read q, k, tables; write q', k'
         r.items = double(r.q.numel() + r.k.numel());
         r.copy_all();  // first touch
@@ -167,15 +182,26 @@ const RotaryData &rotary_data(const RotaryCase &c) {
     return *slot;
 }
 
-void apply_rotary(benchmark::State &state, const Variant &v, const RotaryCase &c) {
-    const RotaryData &r = rotary_data(c);
+void apply_rotary(benchmark::State &state, const Variant &v, const RotaryCase &c, helix::DType dtype) {
+    const RotaryData &r = rotary_data(c, dtype);
     run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] {
         helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, r.freqs, r.scale, r.q_out, r.k_out);
     });
 }
 
-void rotary_copy(benchmark::State &state, const RotaryCase &c) {
-    const RotaryData &r = rotary_data(c);
+// In place against out of place, with a scalar scale (repeated in-place rotations by an
+// xPos table would drift the values out of range): the same kernel, the same traffic but
+// the tables' (the roofline counts q, k and the tables both ways).
+void apply_rotary_scalar(benchmark::State &state, const Variant &v, const RotaryCase &c, helix::DType dtype,
+                         bool in_place) {
+    const RotaryData &r = rotary_data(c, dtype);
+    const Tensor &qo = in_place ? r.q : r.q_out, &ko = in_place ? r.k : r.k_out;
+    run(state, r.bytes, r.items, r.copy_rate, ko,
+        [&] { helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, r.freqs, 1.0, qo, ko); });
+}
+
+void rotary_copy(benchmark::State &state, const RotaryCase &c, helix::DType dtype) {
+    const RotaryData &r = rotary_data(c, dtype);
     run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] { r.copy_all(); });
 }
 
@@ -224,12 +250,30 @@ void register_all() {
     auto add = [](const std::string &name, auto &&fn) {
         benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.3);
     };
-    for (const RotaryCase &c : kRotaryCases) {
-        const std::string shape = std::string(c.name) + "/f32";
-        add("apply_rotary/copy_roofline/" + shape, [&c](benchmark::State &s) { rotary_copy(s, c); });
-        for (const Variant &v : kVariants) {
-            add("apply_rotary/" + std::string(v.name) + "/" + shape, [&c, &v](benchmark::State &s) { apply_rotary(s, v, c); });
+    // Storage types: every one the first (tuned) set has; the other variants are float32.
+    std::vector<std::pair<helix::DType, std::string>> dtypes;
+    for (const helix::detail::TypedKernels &t : kVariants[0].get().typed) {
+        if (t.pairing == helix::Pairing::HalfSplit) {
+            dtypes.push_back({t.dtype, t.dtype == helix::DType::Float32 ? "f32" : t.dtype == helix::DType::Float16 ? "f16" : "bf16"});
         }
+    }
+    for (const RotaryCase &c : kRotaryCases) {
+        for (const auto &[dtype, suffix] : dtypes) {
+            const std::string shape = std::string(c.name) + "/" + suffix;
+            const helix::DType dt = dtype;
+            add("apply_rotary/copy_roofline/" + shape, [&c, dt](benchmark::State &s) { rotary_copy(s, c, dt); });
+            for (const Variant &v : kVariants) {
+                if (!v.get().find(dt, helix::Pairing::HalfSplit)) continue;
+                add("apply_rotary/" + std::string(v.name) + "/" + shape,
+                    [&c, &v, dt](benchmark::State &s) { apply_rotary(s, v, c, dt); });
+            }
+            const Variant &tuned = kVariants[0];
+            add("apply_rotary/" + std::string(tuned.name) + "_scalar_scale/" + shape,
+                [&c, &tuned, dt](benchmark::State &s) { apply_rotary_scalar(s, tuned, c, dt, false); });
+            add("apply_rotary/" + std::string(tuned.name) + "_in_place/" + shape,
+                [&c, &tuned, dt](benchmark::State &s) { apply_rotary_scalar(s, tuned, c, dt, true); });
+        }
+        const std::string shape = std::string(c.name) + "/f32";
 #ifndef HELIX_BENCH_GPU
         add("apply_rotary/cpp_loop/" + shape, [&c](benchmark::State &s) { apply_rotary_cpp_loop(s, c); });
         add("apply_rotary/copy_ordinary_stores/" + shape,

@@ -73,6 +73,7 @@ endfunction()
 
 # helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
 #                      [RUNTIME <runtime>] [DEVICE_CODE <var>] [ROTARY_PARAMS <apply_rotary params...>]
+#                      [ROTARY_SCHEDULE <apply_rotary's own schedule, e.g. heads_outer>]
 #                      [ELEMENT_TYPES <types...>] [PAIRINGS <pairings...>]
 #                      [AUTOSCHEDULER <plugin target> [AUTOSCHEDULER_PARAMS <autoscheduler.x=y...>]])
 # Every kernel the C++ API dispatches to, for one schedule and target list, one per
@@ -83,13 +84,16 @@ endfunction()
 # <out_var> receives the object files of all of them, for an archive to carry;
 # DEVICE_CODE <var> the kernels' GPU sources.
 function(helix_add_kernel_set OUT)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER"
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;ROTARY_SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER"
                           "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS;ELEMENT_TYPES;PAIRINGS")
     if (NOT ARG_ELEMENT_TYPES)
         set(ARG_ELEMENT_TYPES ${HELIX_ELEMENT_TYPES})
     endif ()
     if (NOT ARG_PAIRINGS)
         set(ARG_PAIRINGS ${HELIX_PAIRINGS})
+    endif ()
+    if (NOT ARG_ROTARY_SCHEDULE)
+        set(ARG_ROTARY_SCHEDULE ${ARG_SCHEDULE})
     endif ()
     set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
@@ -137,7 +141,8 @@ function(helix_add_kernel_set OUT)
                 continue ()
             endif ()
             set(t ${pairing}_${HELIX_TYPE_SUFFIX_${type}}_${set})
-            set(r ${p} element_type=${type} ${ARG_ROTARY_PARAMS})
+            set(r schedule=${ARG_ROTARY_SCHEDULE} ${ARG_AUTOSCHEDULER_PARAMS} pairing=${pairing} element_type=${type}
+                  ${ARG_ROTARY_PARAMS})
             kernel(helix_rotate_half_${t} GENERATOR rotate_half PARAMS ${p} element_type=${type})
             kernel(helix_apply_rotary_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=false)
             kernel(helix_apply_rotary_table_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=true)

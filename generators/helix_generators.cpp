@@ -160,7 +160,7 @@ private:
 // q and k have their own leading dimensions (heads, batches), e.g. fewer key heads (GQA).
 class ApplyRotary : public Generator<ApplyRotary> {
 public:
-    GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<RotarySchedule> schedule_kind{"schedule", RotarySchedule::Tuned, rotary_schedule_names()};
     GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
     GeneratorParam<bool> scale_table{"scale_table", true};
@@ -221,7 +221,7 @@ public:
             scale_value->set_estimate(1.0f);
         }
         if (using_autoscheduler()) return;
-        if (schedule_kind == Schedule::Baseline) {
+        if (schedule_kind == RotarySchedule::Baseline) {
             in_place_pairs(*q_out, q_pair_, v);
             in_place_pairs(*k_out, k_pair_, v);
         } else if (get_target().has_gpu_feature()) {

@@ -14,18 +14,26 @@
 
 namespace helix::gen {
 
-// tuned and baseline are for every generator. heads_outer and coef_table are the
-// apply_rotary CPU alternatives that lost in bench/README.md, kept so the sweep can be rerun:
+// The schedules of every generator: tuned and baseline.
+enum class Schedule { Tuned, Baseline };
+
+inline const std::map<std::string, Schedule> &schedule_names() {
+    static const std::map<std::string, Schedule> names{{"tuned", Schedule::Tuned}, {"baseline", Schedule::Baseline}};
+    return names;
+}
+
+// apply_rotary's: those two, and the CPU alternatives that lost in bench/README.md, kept so
+// the sweep can be rerun:
 //   heads_outer - parallel over heads, each task all rows of its head (cos/sin recomputed
 //                 per head);
 //   coef_table  - the (cos*s, sin*s) table computed once for all rows, then streamed.
-enum class Schedule { Tuned, Baseline, HeadsOuter, CoefTable };
+enum class RotarySchedule { Tuned, Baseline, HeadsOuter, CoefTable };
 
-inline const std::map<std::string, Schedule> &schedule_names() {
-    static const std::map<std::string, Schedule> names{{"tuned", Schedule::Tuned},
-                                                       {"baseline", Schedule::Baseline},
-                                                       {"heads_outer", Schedule::HeadsOuter},
-                                                       {"coef_table", Schedule::CoefTable}};
+inline const std::map<std::string, RotarySchedule> &rotary_schedule_names() {
+    static const std::map<std::string, RotarySchedule> names{{"tuned", RotarySchedule::Tuned},
+                                                             {"baseline", RotarySchedule::Baseline},
+                                                             {"heads_outer", RotarySchedule::HeadsOuter},
+                                                             {"coef_table", RotarySchedule::CoefTable}};
     return names;
 }
 
@@ -71,7 +79,7 @@ inline void vectorize_row(Func f, const Vars &v, const Target &t, Func pair = Fu
 
 // The knobs of the apply_rotary CPU schedule that the benchmark sweep varies.
 struct RotaryKnobs {
-    Schedule schedule = Schedule::Tuned;
+    RotarySchedule schedule = RotarySchedule::Tuned;
     int rows_per_task = kRowsPerTask;
     int vector_factor = 1;  // vector width in natural vectors
 };
@@ -83,7 +91,7 @@ struct RotaryKnobs {
 inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, const Target &t, const RotaryKnobs &k = {}) {
     Var io{"io"}, ii{"ii"}, hb{"hb"};
     const int width = lanes(t) * k.vector_factor;
-    if (k.schedule == Schedule::HeadsOuter) {
+    if (k.schedule == RotarySchedule::HeadsOuter) {
         out.fuse(v.h, v.b, hb).parallel(hb);
         vectorize_row(out, v, width, pair);
         coef.compute_at(out, v.n);
@@ -97,7 +105,7 @@ inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, const T
     Halide::Expr rows = out.output_buffer().dim(2).extent();
     out.specialize(rows >= 8 * k.rows_per_task).parallel(io);
     out.parallel(hb);
-    if (k.schedule == Schedule::CoefTable) {
+    if (k.schedule == RotarySchedule::CoefTable) {
         Var co{"co"}, ci{"ci"};
         coef.compute_root().split(v.n, co, ci, k.rows_per_task, TailStrategy::GuardWithIf).parallel(co);
     } else {
