@@ -1,11 +1,12 @@
 # cmake -DPTXAS=<ptxas> -DFILES=<ptx;...> -DGPUS=<sm_80,...> -P check_ptx.cmake
-# The half-split rotation kernels' PTX uses 16-byte global loads and stores
-# (ld/st.global.v4) on their aligned path (interleaved ones take the scalar path so far);
-# then each PTX file is assembled for each GPU (prints [SKIP] when there is no ptxas).
+# The half-split float32 rotation kernels' PTX uses 16-byte global loads and stores
+# (ld/st.global.v4) on their aligned path (interleaved ones take the scalar path so far,
+# float16 ones 8-byte vectors); then each PTX file is assembled for each GPU (prints
+# [SKIP] when there is no ptxas).
 foreach (file IN LISTS FILES)
     get_filename_component(name "${file}" NAME)
     file(READ "${file}" ptx)
-    if (name MATCHES "(apply_rotary|rotate_half).*half_split")
+    if (name MATCHES "(apply_rotary|rotate_half).*half_split_f32")
         string(REGEX MATCHALL "ld\\.global(\\.nc)?\\.v4" wide_loads "${ptx}")
         string(REGEX MATCHALL "st\\.global\\.v4" wide_stores "${ptx}")
         list(LENGTH wide_loads loads)
