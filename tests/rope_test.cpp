@@ -121,64 +121,34 @@ INSTANTIATE_TEST_SUITE_P(Schedules, Tables, ::testing::ValuesIn(kKernelSets), ke
 
 class RotateHalf : public ::testing::TestWithParam<KernelSet> {};
 
-TEST_P(RotateHalf, NegatesAndSwapsTheHalvesInEveryLayout) {
+// Exact in every storage type the set has, both pairings (half-split: cat(-x2, x1);
+// interleaved: HF GPT-J's rotate_every_two, (x0, x1) -> (-x1, x0) per pair) and every
+// pair of input and output layouts.
+TEST_P(RotateHalf, ExactForEveryTypePairingAndLayout) {
     std::mt19937 rng(7);
-    const std::vector<std::vector<int64_t>> shapes{{2}, {6}, {3, 34}, {2, 3, 4}, {2, 3, 5, 128}, {1, 2, 17, 80}};
-    for (const auto &shape : shapes) {
-        for (Layout in_layout : kLayouts) {
-            for (Layout out_layout : kLayouts) {
-                const Tensor x = random_tensor(shape, in_layout, rng);
-                const Tensor out = make_tensor(shape, out_layout);
-                run_rotate_half(GetParam(), x, out);
-                const int64_t half = shape.back() / 2;
-                ref::for_each_index(shape, [&](const std::vector<int64_t> &idx) {
-                    std::vector<int64_t> partner = idx;
-                    const bool first = idx.back() < half;
-                    partner.back() += first ? half : -half;
-                    const float want = first ? -ref::element(x, partner) : ref::element(x, partner);
-                    ASSERT_EQ(ref::element(out, idx), want) << "shape " << x.shape_string();
-                });
-            }
-        }
-    }
-}
-
-// Every storage type the set has (float32, float16, bfloat16 on the CPU): the negation
-// and swap are exact in any of them.
-TEST_P(RotateHalf, EveryStorageTypeIsExact) {
-    std::mt19937 rng(8);
+    const std::vector<std::vector<int64_t>> shapes{{2}, {6}, {3, 34}, {2, 3, 4}, {2, 3, 5, 128}, {1, 2, 17, 80}, {2, 3, 7, 18}};
     for (DType dtype : element_types(GetParam())) {
-        for (const auto &shape : std::vector<std::vector<int64_t>>{{6}, {3, 34}, {2, 3, 5, 128}, {1, 2, 17, 80}}) {
-            for (Layout layout : kLayouts) {
-                const Tensor x = random_tensor(shape, layout, rng, dtype), out = make_tensor(shape, layout, dtype);
-                run_rotate_half(GetParam(), x, out);
-                const int64_t half = shape.back() / 2;
-                ref::for_each_index(shape, [&](const std::vector<int64_t> &idx) {
-                    std::vector<int64_t> partner = idx;
-                    const bool first = idx.back() < half;
-                    partner.back() += first ? half : -half;
-                    const double want = first ? -ref::value(x, partner) : ref::value(x, partner);
-                    ASSERT_EQ(ref::value(out, idx), want) << to_string(dtype) << " shape " << x.shape_string();
-                });
+        for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+            if (!GetParam().get().find(dtype, pairing)) continue;
+            for (const auto &shape : shapes) {
+                for (Layout in_layout : kLayouts) {
+                    for (Layout out_layout : kLayouts) {
+                        const Tensor x = random_tensor(shape, in_layout, rng, dtype);
+                        const Tensor out = make_tensor(shape, out_layout, dtype);
+                        run_rotate_half(GetParam(), x, out, pairing);
+                        const int64_t half = shape.back() / 2;
+                        ref::for_each_index(shape, [&](const std::vector<int64_t> &idx) {
+                            const int64_t j = idx.back();
+                            const bool first = pairing == Pairing::HalfSplit ? j < half : j % 2 == 0;
+                            std::vector<int64_t> partner = idx;
+                            partner.back() = pairing == Pairing::Interleaved ? (j ^ 1) : first ? j + half : j - half;
+                            const double want = first ? -ref::value(x, partner) : ref::value(x, partner);
+                            ASSERT_EQ(ref::value(out, idx), want)
+                                << to_string(dtype) << " " << to_string(pairing) << " shape " << x.shape_string();
+                        });
+                    }
+                }
             }
-        }
-    }
-}
-
-// Interleaved pairing: HF GPT-J's rotate_every_two, (x0, x1) -> (-x1, x0) per pair.
-TEST_P(RotateHalf, InterleavedIsRotateEveryTwo) {
-    std::mt19937 rng(10);
-    for (DType dtype : element_types(GetParam())) {
-        if (!GetParam().get().find(dtype, Pairing::Interleaved)) continue;
-        for (Layout layout : kLayouts) {
-            const Tensor x = random_tensor({2, 3, 7, 18}, layout, rng, dtype), out = make_tensor(x.shape(), layout, dtype);
-            run_rotate_half(GetParam(), x, out, Pairing::Interleaved);
-            ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
-                std::vector<int64_t> partner = idx;
-                partner.back() ^= 1;
-                const double want = idx.back() % 2 ? ref::value(x, partner) : -ref::value(x, partner);
-                ASSERT_EQ(ref::value(out, idx), want) << to_string(dtype);
-            });
         }
     }
 }
