@@ -173,7 +173,7 @@ const RotaryData &rotary_data(const RotaryCase &c, helix::DType dtype = helix::D
         const helix::RotaryTables t = helix::SinusoidalEmbeddings(c.d, 512.0, true).forward(c.n, kDevice);
         r.freqs = t.freqs;
         r.scale = t.scale;
-        const double qk = double(r.q.numel() + r.k.numel()) * (dtype == helix::DType::Float32 ? 4 : 2);
+        const double qk = double(r.q.numel() + r.k.numel()) * r.q.element_size();
         r.bytes = 2 * qk + 2.0 * r.freqs.numel() * sizeof(float);  // read q, k, tables; write q', k'
         r.items = double(r.q.numel() + r.k.numel());
         r.copy_all();  // first touch

@@ -5,6 +5,8 @@
 #include "overlap.h"
 
 #include <limits>
+#include <optional>
+#include <vector>
 
 namespace helix::detail {
 
@@ -101,17 +103,33 @@ MemoryLayout memory_layout(const Tensor &t) {
     return m;
 }
 
+// A tensor with its layout, built once per call for all the pairs it is checked in; no
+// layout for a tensor without elements (it shares nothing).
+struct Checked {
+    const Named *named;
+    std::optional<MemoryLayout> layout;
+};
+
+std::vector<Checked> with_layouts(std::initializer_list<Named> tensors) {
+    std::vector<Checked> checked;
+    for (const Named &n : tensors) {
+        const Tensor &t = *n.tensor;
+        checked.push_back({&n, t.defined() && t.numel() > 0 ? std::optional(memory_layout(t)) : std::nullopt});
+    }
+    return checked;
+}
+
 // Rejects `out` when it may share an element with `other` (Unknown counts as shared:
 // a race is worse than a refused call).
-void require_no_shared_element(const char *op, const Named &out, const Named &other, const std::string &why) {
-    const Tensor &a = *out.tensor, &b = *other.tensor;
-    if (!a.defined() || !b.defined() || a.device() != b.device() || a.numel() == 0 || b.numel() == 0) return;
-    const Overlap o = shares_memory(memory_layout(a), memory_layout(b));
+void require_no_shared_element(const char *op, const Checked &out, const Checked &other, const std::string &why) {
+    if (!out.layout || !other.layout || out.named->tensor->device() != other.named->tensor->device()) return;
+    const Overlap o = shares_memory(*out.layout, *other.layout);
     if (o == Overlap::No) return;
-    reject(op, out.name, std::string("no element shared with ") + other.name + why,
-           o == Overlap::Yes ? std::string("a tensor sharing elements with ") + other.name
-                             : std::string("strides for which helix could not rule out a shared element with ") +
-                                   other.name + " (within " + str(kOverlapWork) + " steps)");
+    const char *name = other.named->name;
+    reject(op, out.named->name, std::string("no element shared with ") + name + why,
+           o == Overlap::Yes ? std::string("a tensor sharing elements with ") + name
+                             : std::string("strides for which helix could not rule out a shared element with ") + name +
+                                   " (within " + str(kOverlapWork) + " steps)");
 }
 
 }  // namespace
@@ -120,28 +138,32 @@ void require_no_shared_element(const char *op, const Named &out, const Named &ot
 // output, and no two elements of one output may overlap (a stride-0 dimension, for
 // example). Outputs that interleave without a common element are fine, and so is an output
 // that is exactly its own input (in_place_of: same memory, same strides), on the CPU.
-void require_disjoint(const char *op, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
+void require_disjoint(const char *op, std::initializer_list<Named> output_list, std::initializer_list<Named> input_list) {
+    const std::vector<Checked> outputs = with_layouts(output_list), inputs = with_layouts(input_list);
     for (auto out = outputs.begin(); out != outputs.end(); ++out) {
-        const Tensor &t = *out->tensor;
-        if (t.defined() && t.numel() > 1) {
-            const Overlap o = overlaps_itself(memory_layout(t));
+        const Tensor &t = *out->named->tensor;
+        if (out->layout && t.numel() > 1) {
+            const Overlap o = overlaps_itself(*out->layout);
             if (o != Overlap::No) {
-                reject(op, out->name, "an output whose elements do not overlap each other",
+                reject(op, out->named->name, "an output whose elements do not overlap each other",
                        std::string(o == Overlap::Yes ? "" : "possibly ") + "overlapping elements: shape " +
                            t.shape_string() + ", strides " + strides_string(t));
             }
         }
-        for (const Named &in : inputs) {
-            if (out->in_place_of == in.tensor && t.numel() > 0 && in.tensor->defined() && same_view(t, *in.tensor)) {
+        for (const Checked &in : inputs) {
+            const Tensor &x = *in.named->tensor;
+            const bool own_input = out->named->in_place_of == &x;
+            if (own_input && out->layout && in.layout && same_view(t, x)) {
                 if (t.device() != Device::CPU) {
-                    reject(op, out->name, std::string("an output apart from ") + in.name + " (in place runs on the cpu only so far)",
+                    reject(op, out->named->name,
+                           std::string("an output apart from ") + in.named->name + " (in place runs on the cpu only so far)",
                            "the same tensor on " + to_string(t.device()));
                 }
                 continue;
             }
             require_no_shared_element(op, *out, in,
-                                      out->in_place_of == in.tensor ? " (or exactly " + std::string(in.name) + ": in place)"
-                                                                    : std::string(" (not in place)"));
+                                      own_input ? " (or exactly " + std::string(in.named->name) + ": in place)"
+                                                : std::string(" (not in place)"));
         }
         for (auto other = outputs.begin(); other != out; ++other) require_no_shared_element(op, *out, *other, "");
     }

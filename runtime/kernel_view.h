@@ -7,12 +7,20 @@
 #include <HalideRuntime.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace helix::detail {
 
 constexpr int kTensorDims = 5;  // (jj, half, n, h, b)
 constexpr int kTableDims = 3;   // (jj, half, n)
+
+// The strides of a row's (jj, half) dimensions, H pairs of features `feature` apart:
+// feature j = jj + half * H (half-split) or 2 jj + half (interleaved).
+inline std::pair<int64_t, int64_t> pair_strides(int64_t half_width, int64_t feature, Pairing pairing) {
+    if (pairing == Pairing::HalfSplit) return {feature, half_width * feature};
+    return {2 * feature, feature};
+}
 
 class KernelView {
 public:
@@ -41,11 +49,10 @@ private:
     static std::vector<halide_dimension_t> pair_shape(const Tensor &t, int dims, Pairing pairing) {
         const int rank = t.rank();
         const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
-        const int32_t feature = static_cast<int32_t>(t.stride(-1));
+        const auto [pair, member] = pair_strides(half_width, t.stride(-1), pairing);
         std::vector<halide_dimension_t> shape(dims);
-        const bool split = pairing == Pairing::HalfSplit;
-        shape[0] = halide_dimension_t(0, half_width, split ? feature : 2 * feature);
-        shape[1] = halide_dimension_t(0, 2, split ? half_width * feature : feature);
+        shape[0] = halide_dimension_t(0, half_width, static_cast<int32_t>(pair));
+        shape[1] = halide_dimension_t(0, 2, static_cast<int32_t>(member));
         for (int i = 2; i < dims; i++) {
             const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
             shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)),

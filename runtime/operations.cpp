@@ -200,11 +200,11 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
             const int64_t half_width = rotary_dim / 2;
             const int64_t col = s.size(1) == 1 ? 0 : s.stride(1);
             const int64_t row = s.size(0) == 1 ? 0 : s.stride(0);
-            const bool split = pairing == Pairing::HalfSplit;
-            const int32_t pair_stride = require_int32(op, "scale (stride between pairs)", split ? col : 2 * col,
+            const auto [pair, member] = pair_strides(half_width, col, pairing);
+            const int32_t pair_stride = require_int32(op, "scale (stride between pairs)", pair,
                                                       std::numeric_limits<int32_t>::min());
-            const int32_t half_stride = require_int32(op, "scale (stride between the members of a pair)",
-                                                      split ? half_width * col : col, std::numeric_limits<int32_t>::min());
+            const int32_t half_stride = require_int32(op, "scale (stride between the members of a pair)", member,
+                                                      std::numeric_limits<int32_t>::min());
             halide_dimension_t shape[kTableDims] = {
                 halide_dimension_t(0, static_cast<int32_t>(half_width), pair_stride), halide_dimension_t(0, 2, half_stride),
                 halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};

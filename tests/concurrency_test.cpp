@@ -19,7 +19,7 @@ struct Workload {
 };
 
 bool bitwise_equal(const Tensor &a, const Tensor &b) {
-    const size_t bytes = a.numel() * (a.dtype() == DType::Float32 ? 4 : 2);
+    const size_t bytes = a.numel() * a.element_size();
     return a.shape() == b.shape() && a.dtype() == b.dtype() && (bytes == 0 || std::memcmp(a.data(), b.data(), bytes) == 0);
 }
 

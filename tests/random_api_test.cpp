@@ -61,8 +61,7 @@ struct Generator {
             const Tensor &s = storage.back();
             std::vector<int64_t> strides = s.strides();
             strides[rank - 2] = -strides[rank - 2];
-            const int64_t bytes = dtype == DType::Float32 ? 4 : 2;
-            char *last_row = static_cast<char *>(s.data()) + (shape[rank - 2] - 1) * s.stride(-2) * bytes;
+            char *last_row = static_cast<char *>(s.data()) + (shape[rank - 2] - 1) * s.stride(-2) * s.element_size();
             t = Tensor::wrap(s.numel() ? last_row : s.data(), shape, strides, dtype);
             log += " reversed";
         } else if (kind == Broadcast && rank >= 3 && shape[0] > 1) {
@@ -294,8 +293,7 @@ Case rotate_half_case(const KernelSet &set, Generator &g) {
                 std::vector<int64_t> strides = buffer.strides();
                 strides.erase(strides.begin());
                 x = Tensor::wrap(buffer.data(), shape, strides, dtype);
-                const int64_t bytes = dtype == DType::Float32 ? 4 : 2;
-                out = Tensor::wrap(static_cast<char *>(buffer.data()) + bytes, shape, strides, dtype);
+                out = Tensor::wrap(static_cast<char *>(buffer.data()) + buffer.element_size(), shape, strides, dtype);
                 defect = "out";
             }
             break;

@@ -264,14 +264,14 @@ TEST_P(ApplyRotary, EveryCombinationMatchesTheReference) {
         const Tensor qkv = random_tensor({b, n, 3, 4, d}, Layout::Contiguous, rng, dtype);
         auto part = [&](int64_t which) {
             const std::vector<int64_t> st = qkv.strides();
-            return Tensor::wrap(static_cast<char *>(qkv.data()) + which * st[2] * (dtype == DType::Float32 ? 4 : 2),
+            return Tensor::wrap(static_cast<char *>(qkv.data()) + which * st[2] * qkv.element_size(),
                                 {b, 4, n, d}, {st[0], st[3], st[1], 1}, dtype);
         };
         views.push_back({"fused qkv (b, n, 3, h, d)", part(0), part(1)});
         const Tensor gqa = random_tensor({b, n, 8 + 2 * 2, d}, Layout::Contiguous, rng, dtype);  // h_q 8, h_kv 2
         auto heads = [&](int64_t first, int64_t count) {
             const std::vector<int64_t> st = gqa.strides();
-            return Tensor::wrap(static_cast<char *>(gqa.data()) + first * st[2] * (dtype == DType::Float32 ? 4 : 2),
+            return Tensor::wrap(static_cast<char *>(gqa.data()) + first * st[2] * gqa.element_size(),
                                 {b, count, n, d}, {st[0], st[2], st[1], 1}, dtype);
         };
         views.push_back({"fused gqa (b, n, h_q + 2 h_kv, d)", heads(0, 8), heads(8, 2)});

@@ -81,6 +81,7 @@ public:
     std::vector<int64_t> strides() const;
     int64_t numel() const;
     DType dtype() const;
+    int element_size() const { return buffer_.type().bytes(); }  // bytes per element
     Device device() const;
     void *data() const { return buffer_.data(); }  // host memory; nullptr on a device
     bool is_contiguous() const;

@@ -37,7 +37,7 @@ struct Fuzzed {
     std::set<int64_t> element_bytes() const {
         std::set<int64_t> bytes;
         if (!wrapped || tensor.numel() == 0) return bytes;
-        const int64_t size = tensor.dtype() == DType::Float32 ? 4 : 2;
+        const int64_t size = tensor.element_size();
         const int64_t base = static_cast<const uint8_t *>(tensor.data()) - memory.data();
         std::vector<int64_t> offsets{base};
         for (int d = 0; d < tensor.rank(); d++) {
