@@ -379,6 +379,8 @@ bool run_case(const KernelSet &set, uint64_t seed, int &valid, int &defective) {
     const Case c = kind == 0 ? apply_case(set, g) : kind == 1 ? rotate_half_case(set, g) : tables_case(set, g);
     const std::string where = std::string(set.name) + " seed " + std::to_string(seed) + " (" + g.log +
                               "); reproduce with HELIX_RANDOM_SEED=" + std::to_string(seed);
+    if (std::getenv("HELIX_RANDOM_SEED")) std::printf("[RANDOM] %s\n", where.c_str());  // the case rerun alone
+    std::fflush(stdout);
     const bool failed_before = ::testing::Test::HasFailure();
     std::vector<std::vector<double>> before;
     for (const Tensor &o : c.outputs) before.push_back(contents(o));
