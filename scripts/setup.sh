@@ -30,6 +30,22 @@ if ((${#missing[@]})); then
     fi
 fi
 
+# qemu 7.2 (bookworm's own) aborts translating RVV code whose floating-point rounding mode
+# changes inside a translation block (decode_save_opc assertion), depending on where the
+# code happens to lie: the RISC-V suite then crashes on some builds and not others.
+# bookworm-backports has a qemu without it; cmake/HelixCross.cmake refuses older ones.
+qemu_major() { qemu-riscv64 --version 2>/dev/null | sed -n 's/^qemu-riscv64 version \([0-9]*\).*/\1/p'; }
+if [[ $(qemu_major) -lt 8 ]]; then
+    if [[ $(id -u) -eq 0 ]] && grep -q bookworm /etc/os-release; then
+        echo "setup: installing qemu-user from bookworm-backports (qemu $(qemu_major) is too old)"
+        echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/bookworm-backports.list
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-user
+    else
+        echo "setup: qemu-user $(qemu_major) is older than 8: the AArch64 and RISC-V suites will be skipped" >&2
+    fi
+fi
+
 venv="$root/.venv"
 if [[ ! -x "$venv/bin/python" ]]; then
     echo "setup: creating $venv"
