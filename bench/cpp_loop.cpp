@@ -26,12 +26,3 @@ void rope_cpp_loop(const float *q, const float *k, const float *freqs, const flo
     rotate(q, q_out, q_rows, lq, n - lq, false);
     rotate(k, k_out, k_rows, n, 0, true);
 }
-
-// The copy roofline with ordinary stores (what Halide 21 emits): each destination line is
-// read for ownership before it is written, unlike glibc memcpy's non-temporal stores on
-// large copies. The loop must stay a loop (GCC would turn it into a memcpy call).
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void copy_ordinary_stores(const float *src, float *dst,
-                                                                                      int64_t n, int threads) {
-#pragma omp parallel for simd num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
-}

@@ -22,26 +22,23 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from make_golden import SinusoidalEmbeddings, apply_rotary_pos_emb, rotate_half  # noqa: E402
 
-# The cases of bench/helix_bench.cpp: name, batch, q heads, k heads, q rows, n, d.
-ROTARY_CASES = [
-    ("decode_1_of_4096", 1, 32, 8, 1, 4096, 128),
-    ("decode_16_of_4096", 1, 32, 8, 16, 4096, 128),
-    ("decode_64_of_4096", 1, 32, 8, 64, 4096, 128),
-    ("prefill_4096", 1, 32, 32, 4096, 4096, 128),
-    ("prefill_16384", 1, 32, 32, 16384, 16384, 128),
-    ("gqa_4096_k8", 1, 32, 8, 4096, 4096, 128),
-    ("prefill_4096_d64", 1, 32, 32, 4096, 4096, 64),
-    ("prefill_4096_d80", 1, 32, 32, 4096, 4096, 80),
-    ("prefill_4096_d256", 1, 32, 32, 4096, 4096, 256),
-]
-TABLE_SIZES = [8192, 131072, 1 << 20]
+# The cases helix_bench runs: one list, bench/cases.json.
+CASES = json.loads(open(os.path.join(os.path.dirname(__file__), "cases.json")).read())
 
 
 def apply_into(q, k, freqs, scale, q_out, k_out):
-    """The reference rotation written into preallocated outputs (intermediates still allocate)."""
+    """The reference rotation written into preallocated outputs (intermediates still allocate).
+    With 16-bit q and k the float32 tables promote the arithmetic to float32 and copy_ rounds
+    once to the storage type: helix's semantics."""
     q2, k2 = apply_rotary_pos_emb(q, k, freqs, scale)
     q_out.copy_(q2)
     k_out.copy_(k2)
+
+
+def apply_in_dtype(q, k, freqs, scale):
+    """The reference rotation returning q's storage type (the compiled peer)."""
+    q2, k2 = apply_rotary_pos_emb(q, k, freqs, scale)
+    return q2.to(q.dtype), k2.to(k.dtype)
 
 
 SYNC = lambda: None  # noqa: E731 (torch.cuda.synchronize with --device cuda)
@@ -80,23 +77,28 @@ def main():
         results.append({"name": name, "real_time": ms, "time_unit": "ms"})
         print(f"{name}: {ms:.3f} ms", flush=True)
 
-    compiled = None if args.no_compile else torch.compile(apply_rotary_pos_emb, dynamic=False)
-    for name, b, hq, hk, lq, n, d in ROTARY_CASES:
-        q, k = torch.randn(b, hq, lq, d), torch.randn(b, hk, n, d)
-        freqs, scale = SinusoidalEmbeddings(d, scale_base=512, use_xpos=True)(k)
-        q_out, k_out = torch.empty_like(q), torch.empty_like(k)
-        shape = f"{name}/f32"
-        record(f"apply_rotary/torch_eager_{args.tag}/{shape}", best_ms(lambda: apply_into(q, k, freqs, scale, q_out, k_out)))
-        del q_out, k_out
-        if compiled:
-            record(f"apply_rotary/torch_compile_{args.tag}/{shape}", best_ms(lambda: compiled(q, k, freqs, scale)))
-    x = torch.randn(1, 32, 4096, 128)
+    compiled = None if args.no_compile else torch.compile(apply_in_dtype, dynamic=False)
+    for c in CASES["rotary"]:
+        for dtype in CASES["dtypes"]:
+            q = torch.randn(c["batch"], c["q_heads"], c["q_rows"], c["d"]).to(getattr(torch, dtype))
+            k = torch.randn(c["batch"], c["k_heads"], c["n"], c["d"]).to(getattr(torch, dtype))
+            freqs, scale = SinusoidalEmbeddings(c["d"], scale_base=512, use_xpos=True)(k)
+            q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+            shape = f"{c['name']}/{dtype}"
+            record(f"apply_rotary/torch_eager_{args.tag}/{shape}",
+                   best_ms(lambda: apply_into(q, k, freqs, scale, q_out, k_out)))
+            del q_out, k_out
+            if compiled:
+                record(f"apply_rotary/torch_compile_{args.tag}/{shape}", best_ms(lambda: compiled(q, k, freqs, scale)))
+    x = torch.randn(*CASES["rotate_half"])
     out = torch.empty_like(x)
-    record(f"rotate_half/torch_eager_{args.tag}/b1_h32_n4096_d128/f32", best_ms(lambda: out.copy_(rotate_half(x))))
-    emb = SinusoidalEmbeddings(128, scale_base=512, use_xpos=True)
-    for n in TABLE_SIZES:
+    b, h, n, d = CASES["rotate_half"]
+    record(f"rotate_half/torch_eager_{args.tag}/b{b}_h{h}_n{n}_d{d}/float32", best_ms(lambda: out.copy_(rotate_half(x))))
+    dim = CASES["table_dim"]
+    emb = SinusoidalEmbeddings(dim, scale_base=512, use_xpos=True)
+    for n in CASES["table_rows"]:
         dummy = torch.empty(n, 0)
-        record(f"sinusoidal_table/torch_eager_{args.tag}/n{n}_d128_xpos/f32", best_ms(lambda: emb(dummy)))
+        record(f"sinusoidal_table/torch_eager_{args.tag}/n{n}_d{dim}_xpos/float32", best_ms(lambda: emb(dummy)))
     with open(args.out, "w") as f:
         json.dump({"context": {"torch": torch.__version__, "threads": args.threads}, "benchmarks": results}, f, indent=1)
 

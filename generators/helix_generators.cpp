@@ -142,7 +142,7 @@ public:
         if (schedule_kind == Schedule::Baseline) {
             in_place_pairs(*out, pair_, v);
         } else if (get_target().has_gpu_feature()) {
-            gpu::rows(*out, v, *rows_aligned && gpu::strides_aligned(*x, *out));
+            gpu::rows(*out, pair_, v, *rows_aligned && gpu::strides_aligned(*x, *out));
         } else {
             cpu::rows(*out, pair_, v, get_target());
         }
@@ -225,8 +225,8 @@ public:
             in_place_pairs(*q_out, q_pair_, v);
             in_place_pairs(*k_out, k_pair_, v);
         } else if (get_target().has_gpu_feature()) {
-            gpu::rotary_stream(*q_out, q_coef_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
-            gpu::rotary_stream(*k_out, k_coef_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
+            gpu::rotary_stream(*q_out, q_coef_, q_pair_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
+            gpu::rotary_stream(*k_out, k_coef_, k_pair_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
         } else {
             const cpu::RotaryKnobs knobs{schedule_kind, rows_per_task, vector_factor};
             cpu::rotary_stream(*q_out, q_coef_, q_pair_, v, get_target(), knobs);

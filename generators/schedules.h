@@ -171,6 +171,20 @@ Halide::Expr strides_aligned(const Buffers &...buffers) {
 // (no blocks, ni threads), in the vector specialization (half width a multiple of 4 and
 // rows aligned: 16-byte accesses) and in the scalar fallback; then `finish` orders and
 // maps the loops of each.
+// The condition of the vector path of tile_rows.
+inline Halide::Expr vector_path(Func out, Halide::Expr aligned) {
+    return out.output_buffer().dim(0).extent() % kFeaturesPerThread == 0 && aligned;
+}
+
+// The two outputs of each of a thread's feature pairs (pair, rope_algorithm.h) are computed,
+// in registers, before either is stored, so an output may be exactly its input: computed
+// at loop `at` of out, as one 4-lane vector on the vector path, else unrolled and guarded.
+inline void pair_per_thread(Func pair, Func out, const Var &at, const Vars &v, Halide::Expr aligned) {
+    pair.compute_at(out, at);
+    pair.specialize(vector_path(out, aligned)).vectorize(v.jj, kFeaturesPerThread);
+    pair.unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf);
+}
+
 template <typename Finish>
 void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, Finish finish) {
     auto tile = [&](Stage s, bool vector) {
@@ -182,13 +196,13 @@ void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, 
         if (vector) s.vectorize(t.ji);
         finish(s);
     };
-    tile(out.specialize(out.output_buffer().dim(0).extent() % kFeaturesPerThread == 0 && aligned), true);
+    tile(out.specialize(vector_path(out, aligned)), true);
     tile(out, false);
 }
 
 // apply_rotary, one output stream: coef (cos*s, sin*s) is computed by each thread for its
 // features and row, then reused for up to 8 heads/batches looped inside the thread.
-inline void rotary_stream(Func out, Func coef, const Vars &v, Halide::Expr aligned) {
+inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, Halide::Expr aligned) {
     RowTile t;
     Var hb{"hb"}, hbo{"hbo"}, hbi{"hbi"};
     tile_rows(out, v, t, aligned, [&](Stage s) {
@@ -199,15 +213,17 @@ inline void rotary_stream(Func out, Func coef, const Vars &v, Halide::Expr align
             .gpu_blocks(t.no, hbo);
     });
     coef.compute_at(out, t.jb).unroll(v.half);
+    pair_per_thread(pair, out, hbi, v, aligned);
 }
 
 // A pointwise output over (jj, half, n, h, b): rotate_half.
-inline void rows(Func out, const Vars &v, Halide::Expr aligned) {
+inline void rows(Func out, Func pair, const Vars &v, Halide::Expr aligned) {
     RowTile t;
     Var hb{"hb"};
     tile_rows(out, v, t, aligned, [&](Stage s) {
         s.fuse(v.h, v.b, hb).reorder(t.ji, v.half, t.jb, t.jt, t.ni, t.no, hb).gpu_threads(t.jt, t.ni).gpu_blocks(t.no, hb);
     });
+    pair_per_thread(pair, out, t.jb, v, aligned);
 }
 
 // A table over (jj, half, n) whose row value does not depend on half.

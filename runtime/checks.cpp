@@ -137,7 +137,7 @@ void require_no_shared_element(const char *op, const Checked &out, const Checked
 // Outputs are written in parallel: none may share an element with an input or another
 // output, and no two elements of one output may overlap (a stride-0 dimension, for
 // example). Outputs that interleave without a common element are fine, and so is an output
-// that is exactly its own input (in_place_of: same memory, same strides), on the CPU.
+// that is exactly its own input (in_place_of: same memory, same strides).
 void require_disjoint(const char *op, std::initializer_list<Named> output_list, std::initializer_list<Named> input_list) {
     const std::vector<Checked> outputs = with_layouts(output_list), inputs = with_layouts(input_list);
     for (auto out = outputs.begin(); out != outputs.end(); ++out) {
@@ -153,14 +153,7 @@ void require_disjoint(const char *op, std::initializer_list<Named> output_list, 
         for (const Checked &in : inputs) {
             const Tensor &x = *in.named->tensor;
             const bool own_input = out->named->in_place_of == &x;
-            if (own_input && out->layout && in.layout && same_view(t, x)) {
-                if (t.device() != Device::CPU) {
-                    reject(op, out->named->name,
-                           std::string("an output apart from ") + in.named->name + " (in place runs on the cpu only so far)",
-                           "the same tensor on " + to_string(t.device()));
-                }
-                continue;
-            }
+            if (own_input && out->layout && in.layout && same_view(t, x)) continue;
             require_no_shared_element(op, *out, in,
                                       own_input ? " (or exactly " + std::string(in.named->name) + ": in place)"
                                                 : std::string(" (not in place)"));

@@ -50,19 +50,26 @@ inline void run_tables(const KernelSet &set, const SinusoidalEmbeddings &emb, in
     to_host(set, s, scale);
 }
 
+// The device output for `out`: the input's own device copy when out is exactly the input
+// (in place on the device too), else a fresh one.
+inline Tensor device_output_for(const KernelSet &set, const Tensor &out, const Tensor &in, const Tensor &in_device) {
+    const bool in_place = out.data() == in.data() && out.shape() == in.shape() && out.strides() == in.strides();
+    return in_place ? in_device : device_output(set, out);
+}
+
 inline void run_rotate_half(const KernelSet &set, const Tensor &x, const Tensor &out,
                             Pairing pairing = Pairing::HalfSplit) {
-    const Tensor o = device_output(set, out);
-    detail::rotate_half(set.get(), to_device(set, x), o, pairing);
+    const Tensor xd = to_device(set, x), o = device_output_for(set, out, x, xd);
+    detail::rotate_half(set.get(), xd, o, pairing);
     to_host(set, o, out);
 }
 
 inline void run_apply(const KernelSet &set, const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
                       const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {}) {
-    const Tensor qo = device_output(set, q_out), ko = device_output(set, k_out);
+    const Tensor qd = to_device(set, q), kd = to_device(set, k);
+    const Tensor qo = device_output_for(set, q_out, q, qd), ko = device_output_for(set, k_out, k, kd);
     const Scale s = scale.tensor().defined() ? Scale(to_device(set, scale.tensor())) : scale;
-    detail::apply_rotary_pos_emb(set.get(), to_device(set, q), to_device(set, k), to_device(set, freqs), s, qo, ko,
-                                 options);
+    detail::apply_rotary_pos_emb(set.get(), qd, kd, to_device(set, freqs), s, qo, ko, options);
     to_host(set, qo, q_out);
     to_host(set, ko, k_out);
 }

@@ -186,7 +186,7 @@ private:
 
 // rotate_half(x) = cat(-x2, x1) on the last dimension (half-split pairing); with
 // Pairing::Interleaved, HF GPT-J's rotate_every_two: (x0, x1) -> (-x1, x0) per pair
-// (2i, 2i + 1). Rank 1 to 4. out may be exactly x (in place, CPU).
+// (2i, 2i + 1). Rank 1 to 4. out may be exactly x (in place).
 Tensor rotate_half(const Tensor &x, Pairing pairing = Pairing::HalfSplit);
 void rotate_half(const Tensor &x, const Tensor &out, Pairing pairing = Pairing::HalfSplit);
 
@@ -198,7 +198,7 @@ void rotate_half(const Tensor &x, const Tensor &out, Pairing pairing = Pairing::
 std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
                                                const Scale &scale = {}, const RotaryOptions &options = {});
 // The same into caller tensors of q's and k's shapes. Each output may be exactly its own
-// input (in place: same memory, same strides; on the CPU) and must otherwise share no
+// input (in place: same memory, same strides) and must otherwise share no
 // element with any input or the other output.
 void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
                           const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {});
