@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -294,6 +295,15 @@ void register_all() {
     }
 }
 
+// lscpu's "Model name": every number is reported with the machine it was measured on.
+std::string cpu_model() {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);) {
+        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    }
+    return "unknown";
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -304,6 +314,7 @@ int main(int argc, char **argv) {
             return 0;
         }
     }
+    benchmark::AddCustomContext("cpu_model", cpu_model());
     benchmark::AddCustomContext("helix_threads", std::to_string(kThreads));
     benchmark::AddCustomContext("helix_device", helix::to_string(kDevice));
     register_all();

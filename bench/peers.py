@@ -14,6 +14,7 @@ Writes Google-Benchmark-like JSON: {"benchmarks": [{"name", "real_time" (ms), ..
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -64,6 +65,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--filter", default=".", help="regex on the row names (as helix_bench's --benchmark_filter)")
     args = ap.parse_args()
     global SYNC
     torch.set_num_threads(args.threads)
@@ -73,32 +75,39 @@ def main():
         SYNC = torch.cuda.synchronize
     results = []
 
-    def record(name, ms):
+    def wanted(name):
+        return re.search(args.filter, name) is not None
+
+    def record(name, fn):
+        if not wanted(name):
+            return
+        ms = best_ms(fn)
         results.append({"name": name, "real_time": ms, "time_unit": "ms"})
         print(f"{name}: {ms:.3f} ms", flush=True)
 
     compiled = None if args.no_compile else torch.compile(apply_in_dtype, dynamic=False)
     for c in CASES["rotary"]:
         for dtype in CASES["dtypes"]:
+            shape = f"{c['name']}/{dtype}"
+            if not any(wanted(f"apply_rotary/torch_{kind}_{args.tag}/{shape}") for kind in ("eager", "compile")):
+                continue  # no tensors made for cases filtered out
             q = torch.randn(c["batch"], c["q_heads"], c["q_rows"], c["d"]).to(getattr(torch, dtype))
             k = torch.randn(c["batch"], c["k_heads"], c["n"], c["d"]).to(getattr(torch, dtype))
             freqs, scale = SinusoidalEmbeddings(c["d"], scale_base=512, use_xpos=True)(k)
             q_out, k_out = torch.empty_like(q), torch.empty_like(k)
-            shape = f"{c['name']}/{dtype}"
-            record(f"apply_rotary/torch_eager_{args.tag}/{shape}",
-                   best_ms(lambda: apply_into(q, k, freqs, scale, q_out, k_out)))
+            record(f"apply_rotary/torch_eager_{args.tag}/{shape}", lambda: apply_into(q, k, freqs, scale, q_out, k_out))
             del q_out, k_out
             if compiled:
-                record(f"apply_rotary/torch_compile_{args.tag}/{shape}", best_ms(lambda: compiled(q, k, freqs, scale)))
+                record(f"apply_rotary/torch_compile_{args.tag}/{shape}", lambda: compiled(q, k, freqs, scale))
     x = torch.randn(*CASES["rotate_half"])
     out = torch.empty_like(x)
     b, h, n, d = CASES["rotate_half"]
-    record(f"rotate_half/torch_eager_{args.tag}/b{b}_h{h}_n{n}_d{d}/float32", best_ms(lambda: out.copy_(rotate_half(x))))
+    record(f"rotate_half/torch_eager_{args.tag}/b{b}_h{h}_n{n}_d{d}/float32", lambda: out.copy_(rotate_half(x)))
     dim = CASES["table_dim"]
     emb = SinusoidalEmbeddings(dim, scale_base=512, use_xpos=True)
     for n in CASES["table_rows"]:
         dummy = torch.empty(n, 0)
-        record(f"sinusoidal_table/torch_eager_{args.tag}/n{n}_d{dim}_xpos/float32", best_ms(lambda: emb(dummy)))
+        record(f"sinusoidal_table/torch_eager_{args.tag}/n{n}_d{dim}_xpos/float32", lambda: emb(dummy))
     with open(args.out, "w") as f:
         json.dump({"context": {"torch": torch.__version__, "threads": args.threads}, "benchmarks": results}, f, indent=1)
 

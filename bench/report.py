@@ -64,9 +64,17 @@ def main(run_dir):
 
     header = ["kernel", "variant", "shape", "dtype", "GB/s", "% of copy"] + [label for _, label in PEERS]
     ctx = helix.get("context", {})
+    caches = ", ".join(f"L{c['level']} {c['type'].lower()} {c['size'] // 1024} KiB" for c in ctx.get("caches", []))
+    won = {}
+    for (kernel, variant, shape, dtype), ms in times.items():
+        if variant.startswith("copy_") and ms < won.get((kernel, shape, dtype), ("", 1e30))[1]:
+            won[kernel, shape, dtype] = (variant[len("copy_"):], ms)
     lines = [
-        f"helix_bench run of {ctx.get('date', '?')} on {ctx.get('host_name', '?')}, "
-        f"{ctx.get('num_cpus', '?')} CPUs, helix threads {ctx.get('helix_threads', '?')}, device {ctx.get('helix_device', '?')}.",
+        f"helix_bench run of {ctx.get('date', '?')} on {ctx.get('cpu_model', '?')} ({ctx.get('host_name', '?')}), "
+        f"{ctx.get('num_cpus', '?')} CPUs, caches: {caches}; helix threads {ctx.get('helix_threads', '?')}, "
+        f"device {ctx.get('helix_device', '?')}.",
+        "",
+        "Best copy (the roofline) per case: " + "; ".join(f"{s}/{d}: {w[0]}" for (k, s, d), w in sorted(won.items())),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

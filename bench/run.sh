@@ -2,7 +2,8 @@
 # One command for the benchmark report: builds helix (scripts/build.sh), installs the
 # peers' environment (.venv-bench: bench/requirements.txt), runs helix_bench and the
 # PyTorch peers with the same thread count, and writes bench/results/<date>/report.md and
-# report.png (plus the raw JSON). Usage: bench/run.sh [helix_bench --benchmark_filter regex]
+# report.png (plus the raw JSON). Usage: bench/run.sh [regex on the row names, for helix_bench
+# and the peers alike]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 filter="${1:-.}"
@@ -16,9 +17,9 @@ mkdir -p "$out"
 threads=$(nproc)
 "$root/build/bench/helix_bench" --benchmark_filter="$filter" --benchmark_out="$out/helix.json" \
     --benchmark_out_format=json
-"$venv/bin/python" "$root/bench/peers.py" --threads "$threads" --tag own_alloc --out "$out/peers_own_alloc.json"
+"$venv/bin/python" "$root/bench/peers.py" --threads "$threads" --filter "$filter" --tag own_alloc --out "$out/peers_own_alloc.json"
 # glibc keeps freed blocks instead of unmapping them: no page faults on re-allocation.
 MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 \
-    "$venv/bin/python" "$root/bench/peers.py" --threads "$threads" --tag reused_memory \
+    "$venv/bin/python" "$root/bench/peers.py" --threads "$threads" --filter "$filter" --tag reused_memory \
     --out "$out/peers_reused_memory.json"
 "$venv/bin/python" "$root/bench/report.py" "$out"
