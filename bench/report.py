@@ -30,6 +30,8 @@ def main(run_dir):
     # Rotary cases have copy_* rows (the best one is the roofline); the other kernels carry
     # helix_bench's own roofline in pct_of_copy.
     for b in helix["benchmarks"]:
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue  # with --benchmark_repetitions: the median stands for the case
         kernel, variant, shape, dtype = key(b["name"])
         if b.get("error_occurred"):
             errors[kernel, variant, shape, dtype] = b.get("error_message", "error")
