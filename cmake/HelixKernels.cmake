@@ -21,12 +21,15 @@ endforeach ()
 # a multiple of the vector) under qemu 7.2 and 10.0 alike, while the scalar baseline is
 # right: not verified on hardware, so not offered. (With float16, LLVM itself aborts on
 # them: "Scalarization of scalable vectors is not supported".)
-# CUDA bfloat16: Halide 21's PTX backend aborts LLVM ("Invalid cast!") on it.
-# OpenCL float16 and bfloat16: Halide needs the cl_half feature (cl_khr_fp16) for both,
-# which PoCL lacks; with it Halide declares half helpers in every program, so no kernel at
-# all would build there.
-set(HELIX_KERNEL_GAPS "^riscv|interleaved|*" "-cuda|*|bfloat16"
-                      "-opencl|*|float16" "-opencl|*|bfloat16")
+set(HELIX_KERNEL_GAPS "^riscv|interleaved|*")
+# 16-bit float types that a target family's backend cannot take, so its kernels hold them
+# as their bits (UInt(16) buffers, converted by generators/rope_algorithm.h's codec; the
+# runtime passes such tensors as uint16): <target regex>|<element type>.
+#   CUDA bfloat16: Halide 21's PTX backend aborts LLVM on it ("Invalid cast!").
+#   OpenCL float16 and bfloat16: Halide needs the cl_half feature (cl_khr_fp16) for both,
+#   which PoCL lacks; with it Halide declares half helpers in every program, so no kernel
+#   at all would build there.
+set(HELIX_BITS_STORAGE "-cuda|bfloat16" "-opencl|float16" "-opencl|bfloat16")
 set(HELIX_ELEMENT_TYPES "")
 foreach (row IN LISTS HELIX_ELEMENT_TYPE_ROWS)
     string(REPLACE "|" ";" row "${row}")
@@ -143,16 +146,27 @@ function(helix_add_kernel_set OUT)
             if (gap)
                 continue ()
             endif ()
+            set(bits false)
+            foreach (entry IN LISTS HELIX_BITS_STORAGE)
+                string(REPLACE "|" ";" entry "${entry}")
+                list(GET entry 0 target_regex)
+                list(GET entry 1 bits_type)
+                foreach (target IN LISTS ARG_TARGETS)
+                    if (target MATCHES "${target_regex}" AND type STREQUAL bits_type)
+                        set(bits true)
+                    endif ()
+                endforeach ()
+            endforeach ()
             set(t ${pairing}_${HELIX_TYPE_SUFFIX_${type}}_${set})
             set(r schedule=${ARG_ROTARY_SCHEDULE} ${ARG_AUTOSCHEDULER_PARAMS} pairing=${pairing} element_type=${type}
-                  ${ARG_ROTARY_PARAMS})
-            kernel(helix_rotate_half_${t} GENERATOR rotate_half PARAMS ${p} element_type=${type})
+                  bits_storage=${bits} ${ARG_ROTARY_PARAMS})
+            kernel(helix_rotate_half_${t} GENERATOR rotate_half PARAMS ${p} element_type=${type} bits_storage=${bits})
             kernel(helix_apply_rotary_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=false)
             kernel(helix_apply_rotary_table_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=true)
             foreach (op IN ITEMS rotate_half apply_rotary apply_rotary_table)
                 string(APPEND includes "#include \"helix_${op}_${t}.h\"\n")
             endforeach ()
-            string(APPEND typed "    TypedKernels{DType::${HELIX_DTYPE_${type}}, Pairing::${HELIX_PAIRING_${pairing}}, "
+            string(APPEND typed "    TypedKernels{DType::${HELIX_DTYPE_${type}}, Pairing::${HELIX_PAIRING_${pairing}}, ${bits}, "
                                 "helix_rotate_half_${t}, helix_apply_rotary_${t}, helix_apply_rotary_table_${t}}, \\\n")
         endforeach ()
     endforeach ()

@@ -36,6 +36,22 @@ void estimate_table(T &buf) {
     buf.set_estimates({{0, kEstHalfDim}, {0, 2}, {0, kEstRows}});
 }
 
+// How a typed generator's tensors hold their element type: as the type itself, or as its
+// bits in UInt(16) buffers (bits_storage; rope_algorithm.h's codec), for the targets whose
+// backend cannot take a 16-bit float type (cmake/HelixKernels.cmake lists them).
+struct Storage {
+    Type element;
+    bool bits;
+    Type type() const {
+        _halide_user_assert(!bits || (element.is_float() && element.bits() == 16)) << "bits_storage needs a 16-bit float type";
+        return bits ? UInt(16) : element;
+    }
+    // A stored value as a value of the element type (float32 for bits).
+    Expr load(Expr stored) const { return bits ? bits_to_float(stored, element) : stored; }
+    // A value (element type or float32) as stored: one rounding to the element type.
+    Expr store(Expr value) const { return bits ? float_to_bits(value, element) : cast(element, value); }
+};
+
 // Sinusoidal angle table (and, with xpos, the xPos scale table) of Zeta's
 // SinusoidalEmbeddings, for rows [start, start + rows) of a table of seq_len positions.
 class SinusoidalTable : public Generator<SinusoidalTable> {
@@ -116,6 +132,7 @@ public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
     GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
+    GeneratorParam<bool> bits_storage{"bits_storage", false};
 
     Input<bool> *rows_aligned = nullptr;  // every row of x and out starts 16-byte aligned
     Input<Buffer<>> *x = nullptr;
@@ -123,13 +140,16 @@ public:
 
     void configure() {
         rows_aligned = add_input<bool>("rows_aligned");
-        x = add_input<Buffer<>>("x", element_type, 5);
-        out = add_output<Buffer<>>("out", element_type, 5);
+        x = add_input<Buffer<>>("x", storage().type(), 5);
+        out = add_output<Buffer<>>("out", storage().type(), 5);
     }
 
     void generate() {
-        pair_(v.jj, v.n, v.h, v.b) = rotate_half_pair((*x)(v.jj, 0, v.n, v.h, v.b), (*x)(v.jj, 1, v.n, v.h, v.b));
-        (*out)(v.jj, v.half, v.n, v.h, v.b) = select(v.half == 0, pair_(v.jj, v.n, v.h, v.b)[0], pair_(v.jj, v.n, v.h, v.b)[1]);
+        const Storage st = storage();
+        pair_(v.jj, v.n, v.h, v.b) =
+            rotate_half_pair(st.load((*x)(v.jj, 0, v.n, v.h, v.b)), st.load((*x)(v.jj, 1, v.n, v.h, v.b)));
+        Tuple p = pair_(v.jj, v.n, v.h, v.b);
+        (*out)(v.jj, v.half, v.n, v.h, v.b) = st.store(select(v.half == 0, p[0], p[1]));
     }
 
     void schedule() {
@@ -151,6 +171,7 @@ public:
 private:
     Vars v;
     Func pair_{"pair"};
+    Storage storage() const { return {element_type, bits_storage}; }
 };
 
 // Zeta's apply_rotary_pos_emb(q, k, freqs, scale):
@@ -163,6 +184,7 @@ public:
     GeneratorParam<RotarySchedule> schedule_kind{"schedule", RotarySchedule::Tuned, rotary_schedule_names()};
     GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
+    GeneratorParam<bool> bits_storage{"bits_storage", false};
     GeneratorParam<bool> scale_table{"scale_table", true};
     // CPU schedule knobs for the benchmark sweep (bench/README.md); defaults are the winners.
     GeneratorParam<int> rows_per_task{"rows_per_task", cpu::kRowsPerTask};
@@ -177,16 +199,16 @@ public:
 
     void configure() {
         rows_aligned = add_input<bool>("rows_aligned");
-        q = add_input<Buffer<>>("q", element_type, 5);
-        k = add_input<Buffer<>>("k", element_type, 5);
+        q = add_input<Buffer<>>("q", storage().type(), 5);
+        k = add_input<Buffer<>>("k", storage().type(), 5);
         freqs = add_input<Buffer<float, 3>>("freqs");
         if (scale_table) {
             scale = add_input<Buffer<float, 3>>("scale");
         } else {
             scale_value = add_input<float>("scale");
         }
-        q_out = add_output<Buffer<>>("q_out", element_type, 5);
-        k_out = add_output<Buffer<>>("k_out", element_type, 5);
+        q_out = add_output<Buffer<>>("q_out", storage().type(), 5);
+        k_out = add_output<Buffer<>>("k_out", storage().type(), 5);
     }
 
     void generate() {
@@ -237,16 +259,38 @@ public:
 private:
     Vars v;
     Func q_coef_{"q_coef"}, k_coef_{"k_coef"}, q_pair_{"q_pair"}, k_pair_{"k_pair"};
+    Storage storage() const { return {element_type, bits_storage}; }
 
     // out = x * c + rotate_half(x) * s, with (c, s) = coef at table row first_row + n;
     // math in float32 whatever the storage type.
     void rotate(Input<Buffer<>> &x, Func coef, Func pair, Expr first_row, Output<Buffer<>> &out) {
         Expr row = first_row + v.n;
-        pair(v.jj, v.n, v.h, v.b) = rotate_pair(cast<float>(x(v.jj, 0, v.n, v.h, v.b)), cast<float>(x(v.jj, 1, v.n, v.h, v.b)),
+        const Storage st = storage();
+        pair(v.jj, v.n, v.h, v.b) = rotate_pair(cast<float>(st.load(x(v.jj, 0, v.n, v.h, v.b))),
+                                                cast<float>(st.load(x(v.jj, 1, v.n, v.h, v.b))),
                                                 coef(v.jj, 0, row)[0], coef(v.jj, 0, row)[1], coef(v.jj, 1, row)[0],
                                                 coef(v.jj, 1, row)[1]);
         Tuple p = pair(v.jj, v.n, v.h, v.b);
-        out(v.jj, v.half, v.n, v.h, v.b) = cast(element_type, select(v.half == 0, p[0], p[1]));
+        out(v.jj, v.half, v.n, v.h, v.b) = st.store(select(v.half == 0, p[0], p[1]));
+    }
+};
+
+// The bits codec of Storage (rope_algorithm.h) alone, on the CPU, for its exhaustive test
+// (tests/storage_codec_test.cpp): encoded = the bits of values rounded to element_type,
+// decoded = the values of bits.
+class StorageCodec : public Generator<StorageCodec> {
+public:
+    GeneratorParam<Type> element_type{"element_type", Float(16)};
+
+    Input<Buffer<float, 1>> values{"values"};
+    Input<Buffer<uint16_t, 1>> bits{"bits"};
+    Output<Buffer<uint16_t, 1>> encoded{"encoded"};
+    Output<Buffer<float, 1>> decoded{"decoded"};
+
+    void generate() {
+        Var i{"i"};
+        encoded(i) = float_to_bits(values(i), element_type);
+        decoded(i) = bits_to_float(bits(i), element_type);
     }
 };
 
@@ -256,3 +300,4 @@ private:
 HALIDE_REGISTER_GENERATOR(helix::gen::SinusoidalTable, sinusoidal_table)
 HALIDE_REGISTER_GENERATOR(helix::gen::RotateHalf, rotate_half)
 HALIDE_REGISTER_GENERATOR(helix::gen::ApplyRotary, apply_rotary)
+HALIDE_REGISTER_GENERATOR(helix::gen::StorageCodec, storage_codec)

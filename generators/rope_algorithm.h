@@ -119,6 +119,46 @@ inline Tuple cos_sin(Expr angle) {
     return {cs, sn};
 }
 
+// 16-bit float storage held as its bits (UInt(16) buffers), for targets whose backend
+// cannot take the type itself (Halide 21: bfloat16 on CUDA, both on OpenCL without
+// cl_khr_fp16). Exact decoding; encoding rounds to nearest even, as a native conversion
+// does (NaN stays NaN, quiet; overflow gives inf). Integer operations and one float
+// multiply by a power of two, so no denormal float32 value is ever formed (GPUs may flush
+// them).
+inline Expr u32(uint32_t v) { return Halide::Internal::make_const(Halide::UInt(32), v); }
+
+inline Expr bits_to_float(Expr bits, Halide::Type type) {
+    using Halide::reinterpret;
+    Expr u = cast<uint32_t>(bits);
+    if (type.is_bfloat()) return reinterpret(Float(32), u << 16);
+    Expr sign = (u & u32(0x8000)) << 16, exponent = (u >> 10) & u32(0x1f), mantissa = u & u32(0x3ff);
+    Expr normal = ((exponent + u32(112)) << 23) | (mantissa << 13);
+    Expr subnormal = reinterpret(Halide::UInt(32), cast<float>(mantissa) * (1.0f / 16777216.0f));  // m 2^-24
+    Expr special = u32(0x7f800000) | (mantissa << 13);                                            // inf, NaN
+    return reinterpret(Float(32), sign | select(exponent == u32(0), subnormal, exponent == u32(31), special, normal));
+}
+
+inline Expr float_to_bits(Expr value, Halide::Type type) {
+    using Halide::reinterpret;
+    Expr b = reinterpret(Halide::UInt(32), value);
+    Expr magnitude = b & u32(0x7fffffff);
+    Expr nan = magnitude > u32(0x7f800000);
+    if (type.is_bfloat()) {
+        Expr rounded = (b + u32(0x7fff) + ((b >> 16) & u32(1))) >> 16;
+        return cast<uint16_t>(select(nan, (b >> 16) | u32(0x40), rounded));
+    }
+    Expr sign = (b >> 16) & u32(0x8000);
+    // Normal halves: rebias the exponent (127 -> 15) and round the 13 dropped bits; a carry
+    // moves into the exponent as it should. From 65520 up everything rounds to inf.
+    Expr rebiased = magnitude - u32(0x38000000);
+    Expr normal = (rebiased + u32(0xfff) + ((rebiased >> 13) & u32(1))) >> 13;
+    // Below 2^-14: m 2^-24 with m = |value| 2^24 rounded to nearest even (exact scaling).
+    Expr subnormal = cast<uint32_t>(Halide::round(reinterpret(Float(32), magnitude) * 16777216.0f));
+    Expr h = select(nan, u32(0x7e00), magnitude >= u32(0x477ff000), u32(0x7c00), magnitude >= u32(0x38800000), normal,
+                    subnormal);
+    return cast<uint16_t>(sign | h);
+}
+
 // The rotation of one pair (x0, x1) of features (jj, 0) and (jj, 1), stated once. Both
 // members are computed from one load of each: an output may then be its own input (in
 // place), since every value stored depends on both loads.

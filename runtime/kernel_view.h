@@ -38,6 +38,12 @@ public:
     KernelView &operator=(const KernelView &) = delete;
 
     halide_buffer_t *raw() { return &buf_; }
+    // The same memory typed as the bits of its elements (uint16 for 16-bit floats), for
+    // kernels that take them so (TypedKernels::bits).
+    KernelView &as_bits(bool bits) {
+        if (bits) buf_.type = halide_type_t(halide_type_uint, buf_.type.bits);
+        return *this;
+    }
     // Whether the view starts 16-byte aligned (host, device address or cl_mem offset).
     bool start_aligned() const { return locate(buf_).address % 16 == 0; }
     // An output's flags (device copy newer than the host's) back onto its tensor.

@@ -24,6 +24,9 @@ struct TableKernels {
 struct TypedKernels {
     DType dtype;
     Pairing pairing;
+    // The kernels take the 16-bit float tensors as uint16 buffers of their bits (targets
+    // whose Halide backend lacks the type: cmake/HelixKernels.cmake's HELIX_BITS_STORAGE).
+    bool bits;
     // rows_aligned: every row of the tensors starts 16-byte aligned (GPU kernels then use
     // 16-byte accesses where the strides allow).
     int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);

@@ -94,6 +94,8 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
     require_disjoint(op, {{"out", &out, &x}}, {{"x", &x}});
     if (x.numel() == 0) return;
     KernelView x_view(x, kTensorDims, pairing), out_view(out, kTensorDims, pairing);
+    x_view.as_bits(typed.bits);
+    out_view.as_bits(typed.bits);
     const bool aligned = x_view.start_aligned() && out_view.start_aligned();
     run_kernel(op, [&](void *uc) { return typed.rotate_half(uc, aligned, x_view.raw(), out_view.raw()); });
     out_view.mark_written(out);
@@ -192,6 +194,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
         const Pairing pairing = options.pairing;
         KernelView q_view(q_in, kTensorDims, pairing), k_view(k_in, kTensorDims, pairing);
         KernelView qo_view(q_res, kTensorDims, pairing), ko_view(k_res, kTensorDims, pairing);
+        for (KernelView *view : {&q_view, &k_view, &qo_view, &ko_view}) view->as_bits(typed.bits);
         KernelView f_view(freqs, kTableDims, pairing);
         const bool aligned =
             q_view.start_aligned() && k_view.start_aligned() && qo_view.start_aligned() && ko_view.start_aligned();
