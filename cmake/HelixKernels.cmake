@@ -171,6 +171,18 @@ function(helix_add_kernel_set OUT)
         endforeach ()
     endforeach ()
 
+    # The pass-through copies of partial rotary (CPU sets: a device uses its own copy).
+    set(copies "nullptr, nullptr")
+    if (NOT ARG_TARGETS MATCHES "-(cuda|opencl|metal|vulkan|d3d12compute|webgpu)")
+        set(copies "")
+        foreach (bits IN ITEMS 16 32)
+            kernel(helix_copy_features_${bits}_${set} GENERATOR copy_features PARAMS ${s} bits=${bits})
+            string(APPEND includes "#include \"helix_copy_features_${bits}_${set}.h\"\n")
+            list(APPEND copies helix_copy_features_${bits}_${set})
+        endforeach ()
+        list(JOIN copies ", " copies)
+    endif ()
+
     # The set's kernel table: its headers and entries, generated from the lists above.
     set(table helix_kernel_table_${set})
     set(header ${CMAKE_CURRENT_BINARY_DIR}/helix_kernel_set_${set}.h)
@@ -178,7 +190,7 @@ function(helix_add_kernel_set OUT)
 ${includes}
 #define HELIX_KERNEL_TABLE {\"${set}\", { \\
 ${tables}}, { \\
-${typed}}}
+${typed}}, ${copies}}
 ")
     add_library(${table} OBJECT ${PROJECT_SOURCE_DIR}/runtime/kernel_set.cpp)
     target_compile_definitions(${table} PRIVATE HELIX_KERNEL_SET=${set} HELIX_KERNEL_SET_HEADER="${header}")

@@ -275,6 +275,40 @@ private:
     }
 };
 
+// The features that partial rotary passes through, copied out of place: (f, n, h, b)
+// views of q or k and of their outputs, typed as their bits (16 or 32), CPU only.
+class CopyFeatures : public Generator<CopyFeatures> {
+public:
+    GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
+    GeneratorParam<int> bits{"bits", 32};
+
+    Input<Buffer<>> *x = nullptr;
+    Output<Buffer<>> *out = nullptr;
+
+    void configure() {
+        x = add_input<Buffer<>>("x", UInt(bits), 4);
+        out = add_output<Buffer<>>("out", UInt(bits), 4);
+    }
+
+    void generate() { (*out)(f_, v.n, v.h, v.b) = (*x)(f_, v.n, v.h, v.b); }
+
+    void schedule() {
+        auto rows = [](auto &buf) {
+            buf.dim(0).set_min(0).set_stride(1);
+            for (int d = 1; d < 4; d++) buf.dim(d).set_min(0);
+            buf.set_estimates({{0, kEstHalfDim}, {0, kEstRows}, {0, kEstHeads}, {0, 1}});
+        };
+        rows(*x);
+        rows(*out);
+        if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
+        cpu::copy_rows(*out, f_, v, get_target().natural_vector_size(UInt(bits)));
+    }
+
+private:
+    Vars v;
+    Var f_{"f"};
+};
+
 // The bits codec of Storage (rope_algorithm.h) alone, on the CPU, for its exhaustive test
 // (tests/storage_codec_test.cpp): encoded = the bits of values rounded to element_type,
 // decoded = the values of bits.
@@ -301,3 +335,4 @@ HALIDE_REGISTER_GENERATOR(helix::gen::SinusoidalTable, sinusoidal_table)
 HALIDE_REGISTER_GENERATOR(helix::gen::RotateHalf, rotate_half)
 HALIDE_REGISTER_GENERATOR(helix::gen::ApplyRotary, apply_rotary)
 HALIDE_REGISTER_GENERATOR(helix::gen::StorageCodec, storage_codec)
+HALIDE_REGISTER_GENERATOR(helix::gen::CopyFeatures, copy_features)

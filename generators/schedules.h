@@ -125,6 +125,16 @@ inline void rows(Func out, Func pair, const Vars &v, const Target &t) {
     vectorize_row(out, v, t, pair);
 }
 
+// A copy over (f, n, h, b) rows: tasks of 256 rows, vectorized along the features.
+inline void copy_rows(Func out, Var f, const Vars &v, int lanes) {
+    Var io{"io"}, ii{"ii"}, hb{"hb"}, task{"task"};
+    out.split(v.n, io, ii, 16 * kRowsPerTask, TailStrategy::GuardWithIf)
+        .fuse(v.h, v.b, hb)
+        .fuse(io, hb, task)
+        .parallel(task)
+        .vectorize(f, lanes, TailStrategy::GuardWithIf);
+}
+
 // A table over (jj, half, n) whose row value does not depend on half: the row is
 // computed once (row_value, over (jj, n)) and stored to both halves.
 inline void table(Func out, Func row_value, const Vars &v, const Target &t) {

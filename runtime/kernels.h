@@ -42,6 +42,11 @@ struct Kernels {
     const char *schedule;
     std::vector<TableKernels> tables;
     std::vector<TypedKernels> typed;
+    // Copies of (features, n, h, b) views of 16- and 32-bit elements typed as their bits:
+    // the features partial rotary passes through, out of place. CPU sets only (nullptr
+    // elsewhere: a device copies them with its own buffer copy).
+    int (*copy_16)(const void *, halide_buffer_t *x, halide_buffer_t *out) = nullptr;
+    int (*copy_32)(const void *, halide_buffer_t *x, halide_buffer_t *out) = nullptr;
 
     // The kernels for one pairing (and element type), or nullptr when none were built.
     const TableKernels *find(Pairing pairing) const;

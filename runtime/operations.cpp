@@ -6,7 +6,9 @@
 
 #include <HalideRuntime.h>
 
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace helix {
 namespace detail {
@@ -16,6 +18,29 @@ template <typename F>
 void run_kernel(const char *op, F &&call) {
     CallContext context;
     context.check(op, call(&context));
+}
+
+// Copies the features of x into out (one shape, rank 2 to 4): on the CPU with the set's
+// parallel copy kernels, on a device with its own buffer copy.
+void copy_features(const Kernels &kernels, const char *op, const Tensor &x, const Tensor &out) {
+    const auto copy = x.element_size() == 2 ? kernels.copy_16 : kernels.copy_32;
+    if (x.device() != Device::CPU || !copy) {
+        out.copy_from(x);
+        return;
+    }
+    auto shape = [](const Tensor &t) {  // (features, n, h, b), missing dimensions of extent 1
+        std::vector<halide_dimension_t> dims(4, halide_dimension_t(0, 1, 0));
+        for (int i = 0; i < std::min(4, t.rank()); i++) {
+            const int dim = t.rank() - 1 - i;
+            dims[i] = halide_dimension_t(0, static_cast<int32_t>(t.size(dim)), static_cast<int32_t>(t.stride(dim)));
+        }
+        return dims;
+    };
+    const std::vector<halide_dimension_t> x_shape = shape(x), out_shape = shape(out);
+    KernelView x_view(x, 4, x_shape.data()), out_view(out, 4, out_shape.data());
+    x_view.as_bits(true);
+    out_view.as_bits(true);
+    run_kernel(op, [&](void *uc) { return copy(uc, x_view.raw(), out_view.raw()); });
 }
 
 }  // namespace
@@ -229,7 +254,8 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
     if (rotary_dim < d) {
         for (const auto &[in, out] : {std::pair{&q, &q_out}, std::pair{&k, &k_out}}) {
             if (in->numel() && !same_view(*in, *out)) {
-                out->narrow(-1, rotary_dim, d - rotary_dim).copy_from(in->narrow(-1, rotary_dim, d - rotary_dim));
+                copy_features(kernels, op, in->narrow(-1, rotary_dim, d - rotary_dim),
+                              out->narrow(-1, rotary_dim, d - rotary_dim));
             }
         }
     }
