@@ -26,7 +26,7 @@ def key(name):
 def main(run_dir):
     run_dir = pathlib.Path(run_dir)
     helix = json.loads((run_dir / "helix.json").read_text())
-    times, rates, copy_rates, errors = {}, {}, {}, {}
+    times, rates, copy_rates, own_roofline, errors = {}, {}, {}, {}, {}
     # Rotary cases have copy_* rows (the best one is the roofline); the other kernels carry
     # helix_bench's own roofline in pct_of_copy.
     for b in helix["benchmarks"]:
@@ -40,8 +40,9 @@ def main(run_dir):
         rates[kernel, shape, dtype] = b["bytes_per_second"] * b["real_time"]  # bytes * time unit
         if variant.startswith("copy_"):  # a copy measured like every variant: the best wins
             copy_rates[kernel, shape, dtype] = max(copy_rates.get((kernel, shape, dtype), 0), b["bytes_per_second"])
-        elif not any(k[0] == kernel and k[1].startswith("copy_") for k in times):
-            copy_rates.setdefault((kernel, shape, dtype), b["bytes_per_second"] * 100 / b["pct_of_copy"])
+        else:
+            own_roofline[kernel, shape, dtype] = b["bytes_per_second"] * 100 / b["pct_of_copy"]
+    copy_rates = {**own_roofline, **copy_rates}  # measured copy rows first
     for peers in sorted(run_dir.glob("peers_*.json")):
         for b in json.loads(peers.read_text())["benchmarks"]:
             times[key(b["name"])] = b["real_time"]

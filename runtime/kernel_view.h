@@ -34,6 +34,9 @@ public:
     // (half-split) or 2 jj + half (interleaved); missing leading dimensions of extent 1.
     KernelView(const Tensor &t, int dims, Pairing pairing)
         : KernelView(t, dims, pair_shape(t, dims, pairing).data()) {}
+    // The plain view of a (..., n, d) tensor: (features, n, h, b, ...), missing leading
+    // dimensions of extent 1.
+    KernelView(const Tensor &t, int dims) : KernelView(t, dims, row_shape(t, dims, 0).data()) {}
     KernelView(const KernelView &) = delete;
     KernelView &operator=(const KernelView &) = delete;
 
@@ -53,17 +56,22 @@ public:
 
 private:
     static std::vector<halide_dimension_t> pair_shape(const Tensor &t, int dims, Pairing pairing) {
-        const int rank = t.rank();
         const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
         const auto [pair, member] = pair_strides(half_width, t.stride(-1), pairing);
-        std::vector<halide_dimension_t> shape(dims);
+        std::vector<halide_dimension_t> shape = row_shape(t, dims, 1);  // (jj, half) from the features
         shape[0] = halide_dimension_t(0, half_width, static_cast<int32_t>(pair));
         shape[1] = halide_dimension_t(0, 2, static_cast<int32_t>(member));
-        for (int i = 2; i < dims; i++) {
-            const int dim = rank - i;  // i = 2 is the row dimension n, then h, b
-            shape[i] = dim >= 0 ? halide_dimension_t(0, static_cast<int32_t>(t.size(dim)),
-                                                      static_cast<int32_t>(t.stride(dim)))
-                                : halide_dimension_t(0, 1, 0);
+        return shape;
+    }
+    // Dimension i (i >= first) is the tensor's dimension rank - 1 - (i - first), innermost
+    // first, or of extent 1 past its rank; dimensions below first are left to the caller.
+    static std::vector<halide_dimension_t> row_shape(const Tensor &t, int dims, int first) {
+        std::vector<halide_dimension_t> shape(dims, halide_dimension_t(0, 1, 0));
+        for (int i = first; i < dims; i++) {
+            const int dim = t.rank() - 1 - (i - first);
+            if (dim >= 0) {
+                shape[i] = halide_dimension_t(0, static_cast<int32_t>(t.size(dim)), static_cast<int32_t>(t.stride(dim)));
+            }
         }
         return shape;
     }

@@ -6,9 +6,7 @@
 
 #include <HalideRuntime.h>
 
-#include <algorithm>
 #include <limits>
-#include <vector>
 
 namespace helix {
 namespace detail {
@@ -28,16 +26,7 @@ void copy_features(const Kernels &kernels, const char *op, const Tensor &x, cons
         out.copy_from(x);
         return;
     }
-    auto shape = [](const Tensor &t) {  // (features, n, h, b), missing dimensions of extent 1
-        std::vector<halide_dimension_t> dims(4, halide_dimension_t(0, 1, 0));
-        for (int i = 0; i < std::min(4, t.rank()); i++) {
-            const int dim = t.rank() - 1 - i;
-            dims[i] = halide_dimension_t(0, static_cast<int32_t>(t.size(dim)), static_cast<int32_t>(t.stride(dim)));
-        }
-        return dims;
-    };
-    const std::vector<halide_dimension_t> x_shape = shape(x), out_shape = shape(out);
-    KernelView x_view(x, 4, x_shape.data()), out_view(out, 4, out_shape.data());
+    KernelView x_view(x, 4), out_view(out, 4);  // (features, n, h, b)
     x_view.as_bits(true);
     out_view.as_bits(true);
     run_kernel(op, [&](void *uc) { return copy(uc, x_view.raw(), out_view.raw()); });
