@@ -191,10 +191,18 @@ const RotaryData &rotary_data(const RotaryCase &c, helix::DType dtype = helix::D
     return *slot;
 }
 
-void apply_rotary(benchmark::State &state, const Variant &v, const RotaryCase &c, helix::DType dtype) {
+helix::RotaryOptions options_with(helix::Stores stores) {
+    helix::RotaryOptions options;
+    options.stores = stores;
+    return options;
+}
+
+void apply_rotary(benchmark::State &state, const Variant &v, const RotaryCase &c, helix::DType dtype,
+                  helix::Stores stores = helix::Stores::Auto) {
     const RotaryData &r = rotary_data(c, dtype);
     run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] {
-        helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, r.freqs, r.scale, r.q_out, r.k_out);
+        helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, r.freqs, r.scale, r.q_out, r.k_out,
+                                            options_with(stores));
     });
 }
 
@@ -275,6 +283,11 @@ void register_all() {
                 [&c, &tuned, dt](benchmark::State &s) { apply_rotary_scalar(s, tuned, c, dt, false); });
             add("apply_rotary/" + std::string(tuned.name) + "_in_place/" + shape,
                 [&c, &tuned, dt](benchmark::State &s) { apply_rotary_scalar(s, tuned, c, dt, true); });
+#ifndef HELIX_BENCH_GPU
+            // Stores::Streaming (not the default; whether it pays differs between machines).
+            add("apply_rotary/" + std::string(tuned.name) + "_streaming/" + shape,
+                [&c, &tuned, dt](benchmark::State &s) { apply_rotary(s, tuned, c, dt, helix::Stores::Streaming); });
+#endif
         }
 #ifndef HELIX_BENCH_GPU
         add("apply_rotary/cpp_loop/" + std::string(c.name) + "/float32",

@@ -12,6 +12,15 @@ namespace helix {
 
 std::string to_string(Pairing pairing) { return pairing == Pairing::HalfSplit ? "half-split" : "interleaved"; }
 
+std::string to_string(Stores stores) {
+    switch (stores) {
+    case Stores::Auto: return "auto";
+    case Stores::Ordinary: return "ordinary";
+    case Stores::Streaming: return "streaming";
+    }
+    return "?";
+}
+
 SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta,
                                            Pairing pairing)
     : dim_(dim), scale_base_(scale_base), use_xpos_(use_xpos), theta_(theta), pairing_(pairing) {

@@ -3,10 +3,13 @@
 // of the tensors' device; tests and benchmarks run them on other sets too.
 #include "checks.h"
 #include "kernel_view.h"
+#include "streaming.h"
 
 #include <HalideRuntime.h>
 
+#include <algorithm>
 #include <limits>
+#include <utility>
 
 namespace helix {
 namespace detail {
@@ -122,6 +125,112 @@ namespace {
 // The first `width` features of a tensor (the rotary part), or the tensor itself.
 Tensor features(const Tensor &t, int64_t width) { return t.size(-1) == width ? t : t.narrow(-1, 0, width); }
 
+// One kernel of apply_rotary_pos_emb with its scale: a table (N or 1 rows, rotary_dim or 1
+// columns) or a number.
+struct RotaryKernel {
+    const char *op;
+    const TypedKernels &typed;
+    Pairing pairing;
+    Tensor scale_table;  // undefined: scale_value
+    float scale_value;
+
+    // The kernel on rotary parts (q, k and outputs rotary_dim wide), freqs their table rows.
+    void run(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out, const Tensor &k_out) const {
+        // One stream empty, the other not: the empty one runs on a one-row scratch instead
+        // (the kernels' fused loops and GPU launches need non-empty extents); its result
+        // is dropped. Only this corner case allocates.
+        Tensor spare[4];
+        auto use = [&](const Tensor &t, int64_t n, Tensor &s) {
+            if (t.numel()) return t;
+            s = Tensor({n, freqs.size(1)}, q.dtype(), q.device());
+            return s;
+        };
+        const int64_t rows = freqs.size(0);
+        KernelView q_view(use(q, 1, spare[0]), kTensorDims, pairing), k_view(use(k, rows, spare[1]), kTensorDims, pairing);
+        KernelView qo_view(use(q_out, 1, spare[2]), kTensorDims, pairing);
+        KernelView ko_view(use(k_out, rows, spare[3]), kTensorDims, pairing);
+        for (KernelView *view : {&q_view, &k_view, &qo_view, &ko_view}) view->as_bits(typed.bits);
+        KernelView f_view(freqs, kTableDims, pairing);
+        const bool aligned =
+            q_view.start_aligned() && k_view.start_aligned() && qo_view.start_aligned() && ko_view.start_aligned();
+        if (scale_table.defined()) {
+            // Broadcast dimensions of the scale table become stride-0 dimensions.
+            const Tensor &s = scale_table;
+            const int64_t half_width = freqs.size(1) / 2;
+            const int64_t col = s.size(1) == 1 ? 0 : s.stride(1);
+            const int64_t row = s.size(0) == 1 ? 0 : s.stride(0);
+            const auto [pair, member] = pair_strides(half_width, col, pairing);
+            const int32_t pair_stride = require_int32(op, "scale (stride between pairs)", pair,
+                                                      std::numeric_limits<int32_t>::min());
+            const int32_t half_stride = require_int32(op, "scale (stride between the members of a pair)", member,
+                                                      std::numeric_limits<int32_t>::min());
+            halide_dimension_t shape[kTableDims] = {
+                halide_dimension_t(0, static_cast<int32_t>(half_width), pair_stride), halide_dimension_t(0, 2, half_stride),
+                halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
+            KernelView s_view(s, kTableDims, shape);
+            run_kernel(op, [&](void *uc) {
+                return typed.apply_rotary_table(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), s_view.raw(),
+                                                qo_view.raw(), ko_view.raw());
+            });
+        } else {
+            run_kernel(op, [&](void *uc) {
+                return typed.apply_rotary(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), scale_value,
+                                          qo_view.raw(), ko_view.raw());
+            });
+        }
+        qo_view.mark_written(q_out);
+        ko_view.mark_written(k_out);
+    }
+
+    // The same with Stores::Streaming (streaming.h): tasks of table rows, each running the
+    // kernel serially into its thread's scratch and streaming the rows out.
+    void run_streamed(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out, const Tensor &k_out,
+                      bool non_temporal) const {
+        const int64_t rows = freqs.size(0), q_rows = q.size(-2), q_first = rows - q_rows;
+        const int64_t width = freqs.size(1), element = q.element_size();
+        // Output bytes per table row: every q and k head of that row.
+        const int64_t row_bytes = (q_rows ? q.numel() / q_rows : 0) * element + k.numel() / rows * element;
+        const int64_t block = std::max<int64_t>(1, stream_tile_bytes() / std::max<int64_t>(1, row_bytes));
+        const int64_t blocks = (rows + block - 1) / block;
+        parallel_tasks(static_cast<int>(blocks), [&](int i) {
+            const SerialKernels serial;
+            const int64_t r0 = i * block, n = std::min(block, rows - r0);
+            const int64_t q0 = std::max(r0, q_first), qn = std::max<int64_t>(0, r0 + n - q0);
+            const Tensor qb = q.narrow(-2, q0 - q_first, qn), qob = q_out.narrow(-2, q0 - q_first, qn);
+            const Tensor kb = k.narrow(-2, r0, n), kob = k_out.narrow(-2, r0, n);
+            char *scratch = thread_scratch(static_cast<size_t>((qb.numel() + kb.numel()) * element));
+            const Tensor qs = Tensor::wrap(scratch, qb.shape(), {}, q.dtype());
+            const Tensor ks = Tensor::wrap(scratch + qb.numel() * element, kb.shape(), {}, q.dtype());
+            RotaryKernel tile = *this;
+            if (scale_table.defined() && scale_table.size(0) == rows) tile.scale_table = scale_table.narrow(0, r0, n);
+            tile.run(qb, kb, freqs.narrow(0, r0, n), qs, ks);
+            for (const auto &[from, to] : {std::pair{&qs, &qob}, std::pair{&ks, &kob}}) {
+                const char *src = static_cast<const char *>(from->data());
+                for_each_row(*to, [&](char *dst) {
+                    copy_lines(src, dst, static_cast<size_t>(width * element), non_temporal);
+                    src += width * element;
+                });
+            }
+            stream_fence();
+        });
+    }
+
+    // f(address of the row) for every row of a rank 2 to 4 CPU tensor, in memory order of
+    // a contiguous tensor of its shape.
+    template <typename F>
+    static void for_each_row(const Tensor &t, F &&f) {
+        int64_t size[3] = {1, 1, 1}, stride[3] = {0, 0, 0};
+        for (int i = 0; i < t.rank() - 1; i++) {
+            size[3 - (t.rank() - 1) + i] = t.size(i);
+            stride[3 - (t.rank() - 1) + i] = t.stride(i) * t.element_size();
+        }
+        char *base = static_cast<char *>(t.data());
+        for (int64_t a = 0; a < size[0]; a++)
+            for (int64_t b = 0; b < size[1]; b++)
+                for (int64_t c = 0; c < size[2]; c++) f(base + a * stride[0] + b * stride[1] + c * stride[2]);
+    }
+};
+
 }  // namespace
 
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
@@ -194,50 +303,18 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
     if (q.numel() == 0 && k.numel() == 0) return;
 
     if (rotary_dim > 0) {
-        // One stream empty, the other not: the empty one runs on a one-head scratch
-        // instead (the kernels' fused loops and GPU launches need non-empty extents); its
-        // result is dropped. Only this corner case allocates.
-        Tensor scratch[4];
-        auto use = [&](const Tensor &t, int64_t n, Tensor &spare) {
-            if (t.numel()) return features(t, rotary_dim);
-            spare = Tensor({n, rotary_dim}, q.dtype(), q.device());
-            return spare;
-        };
-        const Tensor q_in = use(q, 1, scratch[0]), q_res = use(q_out, 1, scratch[1]);
-        const Tensor k_in = use(k, rows, scratch[2]), k_res = use(k_out, rows, scratch[3]);
-        const Pairing pairing = options.pairing;
-        KernelView q_view(q_in, kTensorDims, pairing), k_view(k_in, kTensorDims, pairing);
-        KernelView qo_view(q_res, kTensorDims, pairing), ko_view(k_res, kTensorDims, pairing);
-        for (KernelView *view : {&q_view, &k_view, &qo_view, &ko_view}) view->as_bits(typed.bits);
-        KernelView f_view(freqs, kTableDims, pairing);
-        const bool aligned =
-            q_view.start_aligned() && k_view.start_aligned() && qo_view.start_aligned() && ko_view.start_aligned();
-        if (use_table) {
-            // Broadcast dimensions of the scale table become stride-0 dimensions.
-            const int64_t half_width = rotary_dim / 2;
-            const int64_t col = s.size(1) == 1 ? 0 : s.stride(1);
-            const int64_t row = s.size(0) == 1 ? 0 : s.stride(0);
-            const auto [pair, member] = pair_strides(half_width, col, pairing);
-            const int32_t pair_stride = require_int32(op, "scale (stride between pairs)", pair,
-                                                      std::numeric_limits<int32_t>::min());
-            const int32_t half_stride = require_int32(op, "scale (stride between the members of a pair)", member,
-                                                      std::numeric_limits<int32_t>::min());
-            halide_dimension_t shape[kTableDims] = {
-                halide_dimension_t(0, static_cast<int32_t>(half_width), pair_stride), halide_dimension_t(0, 2, half_stride),
-                halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
-            KernelView s_view(s, kTableDims, shape);
-            run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_table(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), s_view.raw(),
-                                                qo_view.raw(), ko_view.raw());
-            });
+        const RotaryKernel kernel{op, typed, options.pairing, use_table ? s : Tensor(), scale_f32};
+        const Tensor q_in = features(q, rotary_dim), k_in = features(k, rotary_dim);
+        const Tensor q_res = features(q_out, rotary_dim), k_res = features(k_out, rotary_dim);
+        const bool in_place = same_view(q, q_out) || same_view(k, k_out);
+        const int64_t out_bytes = (q_res.numel() + k_res.numel()) * q.element_size();
+        const Stores stores = in_place && options.stores == Stores::Auto ? Stores::Ordinary
+                                                                          : resolve_stores(options.stores, out_bytes);
+        if (q.device() == Device::CPU && stores == Stores::Streaming) {
+            kernel.run_streamed(q_in, k_in, freqs, q_res, k_res, non_temporal_stores_available());
         } else {
-            run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), scale_f32,
-                                          qo_view.raw(), ko_view.raw());
-            });
+            kernel.run(q_in, k_in, freqs, q_res, k_res);
         }
-        qo_view.mark_written(q_res);
-        ko_view.mark_written(k_res);
     }
     // Partial rotary: the features past rotary_dim pass through (untouched in place).
     if (rotary_dim < d) {

@@ -56,11 +56,16 @@ std::vector<Workload> workloads() {
             const RotaryTables t = make_tables(set, emb, 90);
             const Tensor q = random_tensor({1, 3, 40, 24}, Layout::Contiguous, rng, dtype);
             const Tensor k = random_tensor({1, 2, 90, 24}, Layout::PaddedRows, rng, dtype);
-            w.push_back({tag + to_string(dtype) + " interleaved partial apply", [&kernels, q, k, t] {
-                             const Tensor qo(q.shape(), q.dtype()), ko(k.shape(), k.dtype());
-                             detail::apply_rotary_pos_emb(kernels, q, k, t.freqs, t.scale, qo, ko, {Pairing::Interleaved, 16});
-                             return std::vector<Tensor>{qo, ko};
-                         }});
+            for (Stores stores : stores_choices(set)) {
+                w.push_back({tag + to_string(dtype) + " interleaved partial apply, stores " + to_string(stores),
+                             [&kernels, q, k, t, stores] {
+                                 const Tensor qo(q.shape(), q.dtype()), ko(k.shape(), k.dtype());
+                                 RotaryOptions options{Pairing::Interleaved, 16};
+                                 options.stores = stores;
+                                 detail::apply_rotary_pos_emb(kernels, q, k, t.freqs, t.scale, qo, ko, options);
+                                 return std::vector<Tensor>{qo, ko};
+                             }});
+            }
         }
     }
     return w;

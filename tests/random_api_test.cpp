@@ -156,6 +156,7 @@ Case apply_case(const KernelSet &set, Generator &g) {
     const int64_t d = g.even_dim(), n = g.extent(), lq = n ? 1 + g.below(n) : 0;
     const int64_t rotary_dim = g.chance(30) ? 2 * (1 + g.below(d / 2)) : d;  // partial rotary: even, <= d
     RotaryOptions options{pairing, rotary_dim == d && g.chance(50) ? 0 : rotary_dim};
+    if (set.device == Device::CPU) options.stores = g.pick<Stores>({Stores::Auto, Stores::Ordinary, Stores::Streaming});
     const bool xpos = g.chance(50), random_angles = g.chance(25);
     const SinusoidalEmbeddings emb(rotary_dim, g.pick<double>({8.0, 64.0, 512.0}), xpos, g.pick<double>({10.0, 1e4, 5e5}),
                                    pairing);
@@ -171,7 +172,7 @@ Case apply_case(const KernelSet &set, Generator &g) {
         return s;
     };
     g.log += "apply d " + std::to_string(d) + " rotary_dim " + std::to_string(rotary_dim) + " N " + std::to_string(n) +
-             " Lq " + std::to_string(lq) + (xpos ? " xpos" : "") + (random_angles ? " random angles" : "") + "; q";
+             " Lq " + std::to_string(lq) + " stores " + to_string(options.stores) + (xpos ? " xpos" : "") + (random_angles ? " random angles" : "") + "; q";
     Tensor q = g.view(shape(lq), true, dtype);
     g.log += "; k";
     Tensor k = g.view(shape(n), true, dtype);

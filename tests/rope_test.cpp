@@ -1,5 +1,6 @@
 // Correctness of every kernel set against the float64 reference (SPEC sections 1 and 4),
 // over random shapes, layouts, tables and scale kinds.
+#include "streaming.h"
 #include "test_util.h"
 
 #if defined(HELIX_TEST_GPU_CUDA)
@@ -271,12 +272,17 @@ TEST_P(ApplyRotary, EveryCombinationMatchesTheReference) {
         for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
             if (!GetParam().get().find(dtype, pairing)) continue;
             for (int64_t rotary_dim : {d, int64_t(12), int64_t(2)}) {
-                const RotaryOptions options{pairing, rotary_dim == d ? 0 : rotary_dim};
+                const RotaryOptions base_options{pairing, rotary_dim == d ? 0 : rotary_dim};
                 const RotaryTables t = tables(SinusoidalEmbeddings(rotary_dim, 48.0, true, 10000.0, pairing), n);
                 for (const Views &v : views) {
                     for (bool in_place : {false, true}) {
+                      Tensor ordinary[2];  // the results with ordinary stores, for the streamed ones
+                      for (Stores stores : stores_choices(GetParam())) {
+                        RotaryOptions options = base_options;
+                        options.stores = stores;
                         const std::string what = to_string(dtype) + " " + to_string(pairing) + " rotary_dim " +
-                                                 std::to_string(rotary_dim) + " " + v.name + (in_place ? " in place" : "");
+                                                 std::to_string(rotary_dim) + " " + v.name + (in_place ? " in place" : "") +
+                                                 " stores " + to_string(stores);
                         const Tensor q_in = v.q.contiguous(), k_in = v.k.contiguous();  // the values before
                         Tensor q_out = in_place ? v.q : make_tensor(v.q.shape(), Layout::PaddedRows, dtype);
                         Tensor k_out = in_place ? v.k : make_tensor(v.k.shape(), Layout::PaddedRows, dtype);
@@ -292,11 +298,74 @@ TEST_P(ApplyRotary, EveryCombinationMatchesTheReference) {
                         }
                         check_rotation(q_in, q_out, t.freqs, t.scale, false, kTol, what + " q'", options);
                         check_rotation(k_in, k_out, t.freqs, t.scale, true, kTol, what + " k'", options);
+                        if (stores == Stores::Streaming) {
+                            expect_same_bits(ordinary[0], q_out, what + " q' (as with ordinary stores)");
+                            expect_same_bits(ordinary[1], k_out, what + " k' (as with ordinary stores)");
+                        } else {
+                            ordinary[0] = q_out.contiguous();
+                            ordinary[1] = k_out.contiguous();
+                        }
                         if (in_place) {  // restore for the next case
                             v.q.copy_from(q_in);
                             v.k.copy_from(k_in);
                         }
+                      }
                     }
+                }
+            }
+        }
+    }
+}
+
+// Stores::Streaming runs the kernels on tiles of table rows (runtime/streaming.h) sized
+// from the L2 cache: shapes of several tiles with a ragged last one, queries that cover only
+// the last tile or part of one (decode), strided outputs, partial rotary and every kind of
+// scale give the bits of ordinary stores, out of place and in place (and the first case the
+// float64 reference's values).
+TEST_P(ApplyRotary, StreamedStoresMatchOrdinaryOverManyTiles) {
+    if (GetParam().device != Device::CPU) GTEST_SKIP() << "stores apply to CPU kernels only";
+    std::mt19937 rng(17);
+    const int64_t d = 64, q_heads = 2, k_heads = 1;
+    struct Case {
+        int64_t q_rows_short;  // q has n - this many rows
+        int64_t rotary_dim;
+        int scale;  // 0: xPos table, 1: (N, 1) table, 2: scalar
+        bool in_place;
+    };
+    const Case cases[] = {{0, d, 2, true}, {5, d, 0, false}, {-1, 32, 1, false}, {-1, d, 0, true}};
+    for (DType dtype : element_types(GetParam())) {
+        // 3 tiles and a ragged fourth (every q and k head of a table row per tile row).
+        const int64_t row_bytes = (q_heads + k_heads) * d * (dtype == DType::Float32 ? 4 : 2);
+        const int64_t n = 3 * std::max<int64_t>(1, detail::stream_tile_bytes() / row_bytes) + 7;
+        for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+            if (!GetParam().get().find(dtype, pairing)) continue;
+            for (const Case &c : cases) {
+                const int64_t q_rows = c.q_rows_short < 0 ? 1 : n - c.q_rows_short;  // -1: one row (decode)
+                const RotaryOptions options{pairing, c.rotary_dim == d ? 0 : c.rotary_dim};
+                const RotaryTables t = tables(SinusoidalEmbeddings(c.rotary_dim, 64.0, true, 10000.0, pairing), n);
+                const Tensor column({n, 1});
+                fill_uniform(column, rng, 0.5f, 2.0f);
+                const Scale scale = c.scale == 0 ? Scale(t.scale) : c.scale == 1 ? Scale(column) : Scale(0.5);
+                const std::string what = to_string(dtype) + " " + to_string(pairing) + " n " + std::to_string(n) +
+                                         " q rows " + std::to_string(q_rows) + " rotary_dim " +
+                                         std::to_string(c.rotary_dim) + (c.in_place ? " in place" : "");
+                const Tensor q = random_tensor({1, q_heads, q_rows, d}, Layout::HeadsTransposed, rng, dtype);
+                const Tensor k = random_tensor({1, k_heads, n, d}, Layout::PaddedRows, rng, dtype);
+                Tensor result[2][2];
+                for (Stores stores : {Stores::Ordinary, Stores::Streaming}) {
+                    Tensor *out = result[stores == Stores::Streaming];
+                    RotaryOptions with = options;
+                    with.stores = stores;
+                    out[0] = c.in_place ? q.contiguous() : make_tensor(q.shape(), Layout::PaddedRows, dtype);
+                    out[1] = c.in_place ? k.contiguous() : make_tensor(k.shape(), Layout::HeadsTransposed, dtype);
+                    detail::apply_rotary_pos_emb(GetParam().get(), c.in_place ? out[0] : q, c.in_place ? out[1] : k,
+                                                 t.freqs, scale, out[0], out[1], with);
+                }
+                expect_same_bits(result[0][0], result[1][0], what + " q'");
+                expect_same_bits(result[0][1], result[1][1], what + " k'");
+                if (&c == cases) {  // once per dtype and pairing (under qemu the reference is slow)
+                    check_rotation(q, result[1][0], t.freqs, scale, false, kTol, what + " q'", options);
+                    check_rotation(k, result[1][1], t.freqs, scale, true, kTol, what + " k'", options);
                 }
             }
         }

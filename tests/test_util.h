@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -110,6 +111,26 @@ inline Tensor random_tensor(const std::vector<int64_t> &shape, Layout layout, st
     Tensor t = make_tensor(shape, layout, dtype);
     fill_uniform(t, rng);
     return t;
+}
+
+// The store choices to run a set's kernels with: both on the CPU (results bit-identical),
+// Auto on a device (where the choice does not apply).
+inline std::vector<Stores> stores_choices(const KernelSet &set) {
+    if (set.device != Device::CPU) return {Stores::Auto};
+    return {Stores::Ordinary, Stores::Streaming};
+}
+
+// a and b (same shape and dtype) hold the same bits in every element.
+inline void expect_same_bits(const Tensor &a, const Tensor &b, const std::string &what) {
+    ASSERT_EQ(a.shape(), b.shape()) << what;
+    ASSERT_EQ(a.dtype(), b.dtype()) << what;
+    int64_t differ = 0;
+    ref::for_each_index(a.shape(), [&](const std::vector<int64_t> &idx) {
+        const char *x = static_cast<const char *>(a.data()) + ref::offset_of(a, idx) * a.element_size();
+        const char *y = static_cast<const char *>(b.data()) + ref::offset_of(b, idx) * b.element_size();
+        differ += std::memcmp(x, y, a.element_size()) != 0;
+    });
+    EXPECT_EQ(differ, 0) << what << ": elements that differ";
 }
 
 // The storage types a kernel set has kernels for.

@@ -116,6 +116,20 @@ enum class Pairing { HalfSplit, Interleaved };
 
 std::string to_string(Pairing pairing);
 
+// How a CPU kernel's outputs reach memory (out of place; in place is always Ordinary).
+//   Auto:      Ordinary; with the environment variable HELIX_STORES=streaming, Streaming
+//              for outputs larger than the caches (HELIX_STREAM_THRESHOLD bytes, default
+//              4x the L2 of the cores). Streaming is not the default: on the machines
+//              measured it paid for float32 and lost for bfloat16 (bench/README.md);
+//   Ordinary:  plain stores (each output line is first read for ownership; the result
+//              stays in cache for whatever reads it next);
+//   Streaming: the kernel writes cache-sized tiles of rows to per-thread scratch, which
+//              go out with non-temporal stores (x86-64; elsewhere ordinary stores).
+// Every choice gives bit-identical results. Ignored on GPUs.
+enum class Stores { Auto, Ordinary, Streaming };
+
+std::string to_string(Stores stores);
+
 // The switches of the rotary operations; the defaults are Zeta's.
 struct RotaryOptions {
     Pairing pairing = Pairing::HalfSplit;
@@ -123,6 +137,7 @@ struct RotaryOptions {
     // pass through unchanged (copied out of place, untouched in place). Even, <= d; the
     // tables are then (N, rotary_dim). 0: all d features.
     int64_t rotary_dim = 0;
+    Stores stores = Stores::Auto;
 };
 
 // freqs (N, dim) and scale: (N, dim) with xPos, else a one-element tensor holding 1.

@@ -190,6 +190,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             helix::RotaryOptions options;
             options.pairing = in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit;
             options.rotary_dim = in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(-4, 48);
+            options.stores = static_cast<helix::Stores>(in.ConsumeIntegralInRange<int>(0, 2));
             try {
                 helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, freqs.tensor, scale,
                                                     pick(in, q_out, {&q, &k}), pick(in, k_out, {&k, &q}), options);
