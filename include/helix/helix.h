@@ -125,7 +125,9 @@ std::string to_string(Pairing pairing);
 //              stays in cache for whatever reads it next);
 //   Streaming: the kernel writes cache-sized tiles of rows to per-thread scratch, which
 //              go out with non-temporal stores (x86-64; elsewhere ordinary stores).
-// Every choice gives bit-identical results. Ignored on GPUs.
+// Every choice gives bit-identical results, but float16 on AArch64 without the fp16
+// extension (emulated conversions): there some elements may round the other way (both
+// within SPEC section 4's one ulp; seen under qemu, cause not isolated). Ignored on GPUs.
 enum class Stores { Auto, Ordinary, Streaming };
 
 std::string to_string(Stores stores);
