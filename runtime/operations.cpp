@@ -184,8 +184,8 @@ struct RotaryKernel {
 
     // The same with Stores::Streaming (streaming.h): tasks of table rows, each running the
     // kernel serially into its thread's scratch and streaming the rows out.
-    void run_streamed(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out, const Tensor &k_out,
-                      bool non_temporal) const {
+    void run_streamed(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out,
+                      const Tensor &k_out) const {
         const int64_t rows = freqs.size(0), q_rows = q.size(-2), q_first = rows - q_rows;
         const int64_t width = freqs.size(1), element = q.element_size();
         // Output bytes per table row: every q and k head of that row.
@@ -207,7 +207,7 @@ struct RotaryKernel {
             for (const auto &[from, to] : {std::pair{&qs, &qob}, std::pair{&ks, &kob}}) {
                 const char *src = static_cast<const char *>(from->data());
                 for_each_row(*to, [&](char *dst) {
-                    copy_lines(src, dst, static_cast<size_t>(width * element), non_temporal);
+                    copy_lines(src, dst, static_cast<size_t>(width * element), true);
                     src += width * element;
                 });
             }
@@ -308,10 +308,8 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
         const Tensor q_res = features(q_out, rotary_dim), k_res = features(k_out, rotary_dim);
         const bool in_place = same_view(q, q_out) || same_view(k, k_out);
         const int64_t out_bytes = (q_res.numel() + k_res.numel()) * q.element_size();
-        const Stores stores = in_place && options.stores == Stores::Auto ? Stores::Ordinary
-                                                                          : resolve_stores(options.stores, out_bytes);
-        if (q.device() == Device::CPU && stores == Stores::Streaming) {
-            kernel.run_streamed(q_in, k_in, freqs, q_res, k_res, non_temporal_stores_available());
+        if (q.device() == Device::CPU && resolve_stores(options.stores, out_bytes, in_place) == Stores::Streaming) {
+            kernel.run_streamed(q_in, k_in, freqs, q_res, k_res);
         } else {
             kernel.run(q_in, k_in, freqs, q_res, k_res);
         }

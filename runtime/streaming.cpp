@@ -134,14 +134,15 @@ int64_t stream_tile_bytes() {
     return bytes;
 }
 
-Stores resolve_stores(Stores requested, int64_t bytes) {
+Stores resolve_stores(Stores requested, int64_t bytes, bool in_place) {
     static const bool stream_large = [] {
         const char *v = std::getenv("HELIX_STORES");
         return v && std::string(v) == "streaming";
     }();
     if (requested != Stores::Auto) return requested;
-    return stream_large && non_temporal_stores_available() && bytes > stream_threshold() ? Stores::Streaming
-                                                                                        : Stores::Ordinary;
+    return stream_large && !in_place && non_temporal_stores_available() && bytes > stream_threshold()
+               ? Stores::Streaming
+               : Stores::Ordinary;
 }
 
 SerialKernels::SerialKernels() : previous_(serial_kernels) { serial_kernels = true; }

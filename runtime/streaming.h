@@ -20,10 +20,11 @@ void stream_fence();
 // Whether copy_lines can bypass the caches on this CPU (x86-64: SSE2 and up).
 bool non_temporal_stores_available();
 
-// How Stores::Auto resolves for an output of `bytes`: Ordinary, unless HELIX_STORES=streaming,
-// which streams outputs above stream_threshold() (on CPUs with non-temporal stores).
-// Whether streaming pays differs between machines (bench/README.md): it is not the default.
-Stores resolve_stores(Stores requested, int64_t bytes);
+// The stores of a call: `requested`, unless Auto: then Ordinary, except with
+// HELIX_STORES=streaming, which streams outputs of more than stream_threshold() bytes that
+// are not their own inputs (on CPUs with non-temporal stores). Whether streaming pays
+// differs between machines (bench/README.md): it is not the default.
+Stores resolve_stores(Stores requested, int64_t bytes, bool in_place);
 // HELIX_STREAM_THRESHOLD (bytes) when set, else 4x the L2 caches of the threads that run
 // the kernels: what is larger would not be in their caches for the next reader anyway.
 int64_t stream_threshold();

@@ -116,7 +116,7 @@ enum class Pairing { HalfSplit, Interleaved };
 
 std::string to_string(Pairing pairing);
 
-// How a CPU kernel's outputs reach memory (out of place; in place is always Ordinary).
+// How a CPU kernel's outputs reach memory (Auto never streams an output that is its input).
 //   Auto:      Ordinary; with the environment variable HELIX_STORES=streaming, Streaming
 //              for outputs larger than the caches (HELIX_STREAM_THRESHOLD bytes, default
 //              4x the L2 of the cores). Streaming is not the default: on the machines
