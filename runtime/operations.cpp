@@ -138,7 +138,8 @@ struct RotaryKernel {
     void run(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out, const Tensor &k_out) const {
         // One stream empty, the other not: the empty one runs on a one-row scratch instead
         // (the kernels' fused loops and GPU launches need non-empty extents); its result
-        // is dropped. Only this corner case allocates.
+        // is dropped. Only this corner case allocates (with streamed stores: each tile
+        // before the query rows, as in decode).
         Tensor spare[4];
         auto use = [&](const Tensor &t, int64_t n, Tensor &s) {
             if (t.numel()) return t;
