@@ -217,6 +217,127 @@ void apply_rotary_scalar(benchmark::State &state, const Variant &v, const Rotary
         [&] { helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, r.freqs, 1.0, qo, ko); });
 }
 
+// The other table forms on the same case (positions: q at the last q_rows rows, k from row
+// 0, as Zeta's alignment), and the backward pass (conjugate) with the xPos table. The bytes
+// are each form's own (cos and sin: N x d/2 each; inv_freq: d/2; angles with xPos: freqs
+// and scale).
+void apply_rotary_form(benchmark::State &state, const Variant &v, const RotaryCase &c, helix::DType dtype,
+                       helix::RotaryTable::Form form, bool conjugate) {
+    const RotaryData &r = rotary_data(c, dtype);
+    static std::map<std::string, std::pair<Tensor, Tensor>> cos_sin_cache;
+    auto &[cos, sin] = cos_sin_cache[c.name];
+    if (!cos.defined()) {
+        cos = random_tensor({c.n, c.d / 2});
+        sin = random_tensor({c.n, c.d / 2});
+    }
+    const Tensor inv_freq = helix::SinusoidalEmbeddings(c.d).inv_freq().to(kDevice);
+    const double qk = double(r.q.numel() + r.k.numel()) * r.q.element_size();
+    helix::RotaryTable table = helix::RotaryTable::angles(r.freqs, r.scale);
+    double bytes = r.bytes;
+    if (form == helix::RotaryTable::Form::CosSin) {
+        table = helix::RotaryTable::cos_sin(cos, sin);
+        bytes = 2 * qk + 2.0 * cos.numel() * sizeof(float);
+    } else if (form == helix::RotaryTable::Form::InvFreq) {
+        table = helix::RotaryTable::inv_freq(inv_freq);
+        bytes = 2 * qk + inv_freq.numel() * sizeof(float);
+    }
+    helix::RotaryOptions options;
+    options.positions = helix::Positions::start(c.n - c.q_rows);
+    options.k_positions = helix::Positions::start(0);
+    options.conjugate = conjugate;
+    run(state, bytes, r.items, r.copy_rate, r.k_out,
+        [&] { helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, table, r.q_out, r.k_out, options); });
+}
+
+// ---- positions: decode steps with position ids, varlen prefill ---------------------------
+
+constexpr int64_t kPosQHeads = HELIX_BENCH_POSITIONS_Q_HEADS, kPosKHeads = HELIX_BENCH_POSITIONS_K_HEADS;
+constexpr int64_t kPosDim = HELIX_BENCH_POSITIONS_D, kPosTableRows = HELIX_BENCH_POSITIONS_TABLE_ROWS;
+
+// The table of each form for the positions cases (no xPos: what decoding models use).
+helix::RotaryTable positions_table(helix::RotaryTable::Form form) {
+    static const helix::SinusoidalEmbeddings emb(kPosDim, std::nullopt, false, 500000.0);
+    static const helix::RotaryTables angles = emb.forward(kPosTableRows, kDevice);
+    static const Tensor cos = random_tensor({kPosTableRows, kPosDim / 2}), sin = random_tensor({kPosTableRows, kPosDim / 2});
+    static const Tensor inv_freq = emb.inv_freq().to(kDevice);
+    switch (form) {
+    case helix::RotaryTable::Form::CosSin: return helix::RotaryTable::cos_sin(cos, sin);
+    case helix::RotaryTable::Form::InvFreq: return helix::RotaryTable::inv_freq(inv_freq);
+    default: return helix::RotaryTable::angles(angles.freqs);
+    }
+}
+
+double table_bytes(helix::RotaryTable::Form form, int64_t rows_read) {
+    return form == helix::RotaryTable::Form::InvFreq ? kPosDim / 2 * sizeof(float) : rows_read * kPosDim * sizeof(float);
+}
+
+Tensor random_positions(const std::vector<int64_t> &shape) {
+    Tensor ids(shape, helix::DType::Int32);
+    std::mt19937 rng(5);
+    for (int64_t i = 0; i < ids.numel(); i++) static_cast<int32_t *>(ids.data())[i] = rng() % kPosTableRows;
+    return kDevice == Device::CPU ? ids : ids.to(kDevice);
+}
+
+// One decode step: q (b, 32, 1, 128) and k (b, 8, 1, 128) rotated in place, each sequence at
+// its own position (position ids (b, 1)): the whole call, checks and all.
+void decode_step(benchmark::State &state, const Variant &v, int64_t batch, helix::DType dtype,
+                 helix::RotaryTable::Form form) {
+    const Tensor q = random_tensor({batch, kPosQHeads, 1, kPosDim}, dtype);
+    const Tensor k = random_tensor({batch, kPosKHeads, 1, kPosDim}, dtype);
+    const Tensor q_out = random_tensor(q.shape(), dtype), k_out = random_tensor(k.shape(), dtype);
+    const double qk = double(q.numel() + k.numel()) * q.element_size();
+    const double copy_rate = best_rate(2 * qk, k_out, [&](CopyKind kind) {
+        copy(q, q_out, kind);
+        copy(k, k_out, kind);
+    });
+    const helix::RotaryTable table = positions_table(form);
+    helix::RotaryOptions options;
+    options.positions = helix::Positions::ids(random_positions({batch, 1}));
+    run(state, 2 * qk + table_bytes(form, batch), double(q.numel() + k.numel()), copy_rate, k,
+        [&] { helix::detail::apply_rotary_pos_emb(v.get(), q, k, table, q, k, options); });
+}
+
+// The decode step as Zeta's API does it: the table's newest row (SinusoidalEmbeddings::window)
+// then the aligned apply; batch 1. What the position ids replace.
+void decode_step_window(benchmark::State &state, const Variant &v) {
+    const Tensor q = random_tensor({1, kPosQHeads, 1, kPosDim}), k = random_tensor({1, kPosKHeads, 1, kPosDim});
+    const Tensor freqs({1, kPosDim}, helix::DType::Float32, kDevice), scale({1}, helix::DType::Float32, kDevice);
+    const helix::SinusoidalEmbeddings emb(kPosDim, std::nullopt, false, 500000.0);
+    const double qk = double(q.numel() + k.numel()) * q.element_size();
+    const Tensor q_out = random_tensor(q.shape()), k_out = random_tensor(k.shape());
+    const double copy_rate = best_rate(2 * qk, k_out, [&](CopyKind kind) {
+        copy(q, q_out, kind);
+        copy(k, k_out, kind);
+    });
+    run(state, 2 * qk, double(q.numel() + k.numel()), copy_rate, k, [&] {
+        helix::detail::sinusoidal_window(v.get(), emb, kPosTableRows, kPosTableRows - 1, freqs, scale);
+        helix::detail::apply_rotary_pos_emb(v.get(), q, k, freqs, scale, q, k);
+    });
+}
+
+// Varlen prefill: sequences of mixed lengths packed end to end, q (total, 32, 128) and
+// k (total, 8, 128), each token at its index in its sequence (cu_seqlens).
+void varlen_prefill(benchmark::State &state, const Variant &v, helix::DType dtype, helix::RotaryTable::Form form) {
+    const int64_t lengths[] = {HELIX_BENCH_POSITIONS_VARLEN_LENGTHS};
+    Tensor cu({int64_t(std::size(lengths)) + 1}, helix::DType::Int32);
+    int32_t *c = static_cast<int32_t *>(cu.data());
+    c[0] = 0;
+    for (size_t i = 0; i < std::size(lengths); i++) c[i + 1] = c[i] + static_cast<int32_t>(lengths[i]);
+    const int64_t total = c[std::size(lengths)];
+    const Tensor q = random_tensor({total, kPosQHeads, kPosDim}, dtype), k = random_tensor({total, kPosKHeads, kPosDim}, dtype);
+    const Tensor q_out = random_tensor(q.shape(), dtype), k_out = random_tensor(k.shape(), dtype);
+    const double qk = double(q.numel() + k.numel()) * q.element_size();
+    const double copy_rate = best_rate(2 * qk, k_out, [&](CopyKind kind) {
+        copy(q, q_out, kind);
+        copy(k, k_out, kind);
+    });
+    const helix::RotaryTable table = positions_table(form);
+    helix::RotaryOptions options;
+    options.positions = helix::Positions::varlen(kDevice == Device::CPU ? cu : cu.to(kDevice));
+    run(state, 2 * qk + table_bytes(form, total), double(q.numel() + k.numel()), copy_rate, k_out,
+        [&] { helix::detail::apply_rotary_pos_emb(v.get(), q, k, table, q_out, k_out, options); });
+}
+
 void rotary_copy(benchmark::State &state, const RotaryCase &c, helix::DType dtype, CopyKind kind) {
     const RotaryData &r = rotary_data(c, dtype);
     run(state, r.bytes, r.items, r.copy_rate, r.k_out, [&] { r.copy_all(kind); });
@@ -253,8 +374,8 @@ void sinusoidal_table(benchmark::State &state, const Variant &v, int64_t n) {
 }
 
 void register_all() {
-    auto add = [](const std::string &name, auto &&fn) {
-        benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.3);
+    auto add = [](const std::string &name, auto &&fn, benchmark::TimeUnit unit = benchmark::kMillisecond) {
+        benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(unit)->MinTime(0.3);
     };
     // The storage types of bench/cases.json that the first (tuned) set has.
     std::vector<std::pair<helix::DType, std::string>> dtypes;
@@ -283,6 +404,14 @@ void register_all() {
                 [&c, &tuned, dt](benchmark::State &s) { apply_rotary_scalar(s, tuned, c, dt, false); });
             add("apply_rotary/" + std::string(tuned.name) + "_in_place/" + shape,
                 [&c, &tuned, dt](benchmark::State &s) { apply_rotary_scalar(s, tuned, c, dt, true); });
+            for (const auto form : {helix::RotaryTable::Form::CosSin, helix::RotaryTable::Form::InvFreq}) {
+                add("apply_rotary/" + std::string(tuned.name) + "_" + helix::to_string(form) + "/" + shape,
+                    [&c, &tuned, dt, form](benchmark::State &s) { apply_rotary_form(s, tuned, c, dt, form, false); });
+            }
+            add("apply_rotary/" + std::string(tuned.name) + "_backward/" + shape,
+                [&c, &tuned, dt](benchmark::State &s) {
+                    apply_rotary_form(s, tuned, c, dt, helix::RotaryTable::Form::Angles, true);
+                });
 #ifndef HELIX_BENCH_GPU
             // Stores::Streaming (not the default; whether it pays differs between machines).
             add("apply_rotary/" + std::string(tuned.name) + "_streaming/" + shape,
@@ -294,6 +423,26 @@ void register_all() {
             [&c](benchmark::State &s) { apply_rotary_cpp_loop(s, c); });
 #endif
     }
+    const Variant &tuned = kVariants[0];
+    const std::string heads = "_h" + std::to_string(kPosQHeads) + "_kv" + std::to_string(kPosKHeads) + "_d" +
+                              std::to_string(kPosDim);
+    for (const auto &[dtype, suffix] : dtypes) {
+        const helix::DType dt = dtype;
+        for (const auto form : {helix::RotaryTable::Form::Angles, helix::RotaryTable::Form::CosSin,
+                                helix::RotaryTable::Form::InvFreq}) {
+            const std::string variant = std::string(tuned.name) + "_" + helix::to_string(form);
+            for (int64_t batch : {HELIX_BENCH_POSITIONS_DECODE_BATCHES}) {
+                add("decode_step/" + variant + "/b" + std::to_string(batch) + heads + "/" + suffix,
+                    [&tuned, batch, dt, form](benchmark::State &s) { decode_step(s, tuned, batch, dt, form); },
+                    benchmark::kMicrosecond);
+            }
+            add("varlen_prefill/" + variant + "/mixed" + heads + "/" + suffix,
+                [&tuned, dt, form](benchmark::State &s) { varlen_prefill(s, tuned, dt, form); });
+        }
+    }
+    add("decode_step/" + std::string(tuned.name) + "_window_then_apply/b1" + heads + "/float32",
+        [&tuned](benchmark::State &s) { decode_step_window(s, tuned); }, benchmark::kMicrosecond);
+
     const int64_t rh[] = {HELIX_BENCH_ROTATE_HALF};
     const std::string rotate_half_shape = "b" + std::to_string(rh[0]) + "_h" + std::to_string(rh[1]) + "_n" +
                                           std::to_string(rh[2]) + "_d" + std::to_string(rh[3]);

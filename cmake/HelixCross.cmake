@@ -71,15 +71,15 @@ endforeach ()
 # archive (.a, or .lib for Windows) and C header.
 foreach (target IN LISTS HELIX_KERNEL_ONLY_TARGETS)
     string(MAKE_C_IDENTIFIER "${target}" id)
-    helix_add_kernel(helix_apply_rotary_table_f32_${id} GENERATOR apply_rotary TARGETS ${target}
-                     PARAMS schedule=tuned element_type=float32 scale_table=true)
+    helix_add_kernel(helix_apply_rotary_angles_f32_${id} GENERATOR apply_rotary TARGETS ${target}
+                     PARAMS schedule=tuned element_type=float32 table=angles)
     helix_add_kernel(helix_sinusoidal_table_xpos_${id} GENERATOR sinusoidal_table TARGETS ${target}
                      PARAMS schedule=tuned xpos=true)
-    add_custom_target(helix_kernels_${id} ALL DEPENDS helix_apply_rotary_table_f32_${id} helix_sinusoidal_table_xpos_${id})
+    add_custom_target(helix_kernels_${id} ALL DEPENDS helix_apply_rotary_angles_f32_${id} helix_sinusoidal_table_xpos_${id})
     if (HELIX_BUILD_TESTS)
         add_test(NAME kernels_only/${target}
                  COMMAND ${CMAKE_COMMAND} -DDIR=${PROJECT_BINARY_DIR} -DAR=${CMAKE_AR} "-DTARGET=${target}"
-                         "-DLIBS=helix_apply_rotary_table_f32_${id};helix_sinusoidal_table_xpos_${id}"
+                         "-DLIBS=helix_apply_rotary_angles_f32_${id};helix_sinusoidal_table_xpos_${id}"
                          -P ${PROJECT_SOURCE_DIR}/tests/check_kernel_archives.cmake)
     endif ()
 endforeach ()

@@ -15,6 +15,9 @@ foreach (row IN LISTS HELIX_PAIRING_ROWS)
     list(GET row 1 HELIX_PAIRING_${pairing})
     list(APPEND HELIX_PAIRINGS ${pairing})
 endforeach ()
+# The table forms of apply_rotary (generators/rope_algorithm.h's TableForm), in the order of
+# TypedKernels' kernel pointers (runtime/kernels.h).
+set(HELIX_TABLE_FORMS angles cos_sin inv_freq)
 # Combinations left out for a target family (the API then reports them as not built):
 # <target regex>|<pairing or *>|<element type or *>.
 # RISC-V interleaved: the vectorized kernels give wrong values in the tails (a pair count not
@@ -159,13 +162,15 @@ function(helix_add_kernel_set OUT)
             set(r schedule=${ARG_ROTARY_SCHEDULE} ${ARG_AUTOSCHEDULER_PARAMS} pairing=${pairing} element_type=${type}
                   bits_storage=${bits} ${ARG_ROTARY_PARAMS})
             kernel(helix_rotate_half_${t} GENERATOR rotate_half PARAMS ${p} element_type=${type} bits_storage=${bits})
-            kernel(helix_apply_rotary_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=false)
-            kernel(helix_apply_rotary_table_${t} GENERATOR apply_rotary PARAMS ${r} scale_table=true)
-            foreach (op IN ITEMS rotate_half apply_rotary apply_rotary_table)
-                string(APPEND includes "#include \"helix_${op}_${t}.h\"\n")
+            string(APPEND includes "#include \"helix_rotate_half_${t}.h\"\n")
+            set(entry "helix_rotate_half_${t}")
+            foreach (form IN LISTS HELIX_TABLE_FORMS)
+                kernel(helix_apply_rotary_${form}_${t} GENERATOR apply_rotary PARAMS ${r} table=${form})
+                string(APPEND includes "#include \"helix_apply_rotary_${form}_${t}.h\"\n")
+                string(APPEND entry ", helix_apply_rotary_${form}_${t}")
             endforeach ()
             string(APPEND typed "    TypedKernels{DType::${HELIX_DTYPE_${type}}, Pairing::${HELIX_PAIRING_${pairing}}, ${bits}, "
-                                "helix_rotate_half_${t}, helix_apply_rotary_${t}, helix_apply_rotary_table_${t}}, \\\n")
+                                "${entry}}, \\\n")
         endforeach ()
     endforeach ()
 

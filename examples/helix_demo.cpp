@@ -112,6 +112,47 @@ int main() {
         if (worst_ulps > 1.0 || !passed_through) return 1;
     }
 
+    {
+        // Serving: a decode step (each sequence's new token at its own position, position
+        // ids), a packed varlen prefill (cu_seqlens), and training's backward pass.
+        std::printf("== positions: a decode step, a varlen prefill, a backward pass (Llama-style theta 500000)\n");
+        const int64_t d = 128;
+        const helix::SinusoidalEmbeddings emb(d, std::nullopt, false, 500000.0);
+        const helix::RotaryTable no_table = helix::RotaryTable::inv_freq(emb.inv_freq());  // angles in the kernel
+        const Tensor q({4, 32, 1, d}), k({4, 8, 1, d});  // 4 sequences, one new token each
+        Tensor ids({4, 1}, helix::DType::Int32);
+        const int32_t steps[] = {17, 4095, 0, 1000};
+        std::copy(steps, steps + 4, static_cast<int32_t *>(ids.data()));
+        q.at({1, 0, 0, 0}) = 1.0f;
+        helix::RotaryOptions decode;
+        decode.positions = helix::Positions::ids(ids);
+        helix::apply_rotary_pos_emb(q, k, no_table, q, k, decode);  // in place
+        const double angle = 4095.0 * static_cast<const float *>(emb.inv_freq().data())[0];
+        std::printf("  decode step, sequence 1 at position 4095: q'[1, 0, 0, 0] = %.6f (cos %.6f)\n",
+                    q.at({1, 0, 0, 0}), std::cos(static_cast<float>(angle)));
+
+        // Sequences of 3, 0 and 5 tokens packed into (8, 32, d), each from position 0.
+        const Tensor packed({8, 32, d}), rotated({8, 32, d}), back({8, 32, d});
+        for (int64_t t = 0; t < 8; t++) packed.at({t, 0, 1}) = 1.0f;
+        Tensor cu({4}, helix::DType::Int32);
+        const int32_t bounds[] = {0, 3, 3, 8};
+        std::copy(bounds, bounds + 4, static_cast<int32_t *>(cu.data()));
+        helix::RotaryOptions varlen;
+        varlen.positions = helix::Positions::varlen(cu);
+        const helix::RotaryTables table = emb.forward(4096);
+        const helix::RotaryTable angles = helix::RotaryTable::angles(table.freqs);
+        helix::apply_rotary_pos_emb(packed, Tensor(), angles, rotated, Tensor(), varlen);
+        std::printf("  varlen: token 3 (first of the third sequence) q'[3, 0, 1] = %.6f (position 0: unchanged)\n",
+                    rotated.at({3, 0, 1}));
+        // The backward pass (conjugate) of the same call takes the gradient back: here R(-a) R(a) = 1.
+        varlen.conjugate = true;
+        helix::apply_rotary_pos_emb(rotated, Tensor(), angles, back, Tensor(), varlen);
+        double worst = 0;
+        for (int64_t t = 0; t < 8; t++) worst = std::max(worst, std::fabs(back.at({t, 0, 1}) - 1.0));
+        std::printf("  backward of the varlen call: max |x - R(-a) R(a) x| = %.2g\n", worst);
+        if (worst > 1e-5) return 1;
+    }
+
     const int64_t b = 1, h = 32, n = 4096, d = 128;
     std::printf("== RoPE with xPos (scale_base 512) on q, k of (%lld, %lld, %lld, %lld) float32\n", (long long)b,
                 (long long)h, (long long)n, (long long)d);

@@ -174,56 +174,68 @@ private:
     Storage storage() const { return {element_type, bits_storage}; }
 };
 
-// Zeta's apply_rotary_pos_emb(q, k, freqs, scale):
-//   q' = q cos(fq) sq + rotate_half(q) sin(fq) sq   on the last Lq rows of the tables,
-//   k' = k cos(f) / s + rotate_half(k) sin(f) / s   on all N rows,
-// with s the xPos scale table (scale_table=true) or a scalar (scale_table=false; 1 = none).
-// q and k have their own leading dimensions (heads, batches), e.g. fewer key heads (GQA).
+// Zeta's apply_rotary_pos_emb(q, k, freqs, scale), with positions and table forms:
+//   q' = q cos(a) s + rotate_half(q) sin(a) s   at the positions q_rows,
+//   k' = k cos(a) / s + rotate_half(k) sin(a) / s   at the positions k_rows,
+// where the angle a of a position and feature comes from the table form (RotaryTableForm)
+// and s from the scale table (xPos; broadcast rows or features, or one element: a number).
+// With conjugate, sin(a) is negated: R(-a), the backward pass (the gradient of
+// q' = s R(a) q is s R(-a) dq', likewise 1/s for k).
+// Positions are table rows (q_rows, k_rows: (n, b), one per row and batch of q and k,
+// checked by the runtime; the kernel clamps them to the table so that it never reads
+// outside it). q and k have their own leading dimensions (heads, batches), e.g. fewer key
+// heads (GQA).
 class ApplyRotary : public Generator<ApplyRotary> {
 public:
     GeneratorParam<RotarySchedule> schedule_kind{"schedule", RotarySchedule::Tuned, rotary_schedule_names()};
     GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<Type> element_type{"element_type", Float(32)};
     GeneratorParam<bool> bits_storage{"bits_storage", false};
-    GeneratorParam<bool> scale_table{"scale_table", true};
+    GeneratorParam<TableForm> table_form{"table", TableForm::Angles, table_form_names()};
     // CPU schedule knobs for the benchmark sweep (bench/README.md); defaults are the winners.
     GeneratorParam<int> rows_per_task{"rows_per_task", cpu::kRowsPerTask};
     GeneratorParam<int> vector_factor{"vector_factor", 1};
 
     Input<bool> *rows_aligned = nullptr;  // every row of q, k, q_out, k_out starts 16-byte aligned
+    Input<bool> *conjugate = nullptr;     // R(-a): the backward pass
     Input<Buffer<>> *q = nullptr, *k = nullptr;
-    Input<Buffer<float, 3>> *freqs = nullptr;
-    Input<Buffer<float, 3>> *scale = nullptr;  // scale_table
-    Input<float> *scale_value = nullptr;       // !scale_table
+    Input<Buffer<int32_t, 2>> *q_rows = nullptr, *k_rows = nullptr;  // (n, b) positions
+    Input<Buffer<float, 3>> *freqs = nullptr;                         // angles: (jj, half, N)
+    Input<Buffer<float, 2>> *cos = nullptr, *sin = nullptr;           // cos_sin: (jj, N)
+    Input<Buffer<float, 1>> *inv_freq = nullptr;                      // inv_freq: (jj)
+    Input<Buffer<float, 3>> *scale = nullptr;                         // (jj, half, N), may broadcast
     Output<Buffer<>> *q_out = nullptr, *k_out = nullptr;
 
     void configure() {
         rows_aligned = add_input<bool>("rows_aligned");
+        conjugate = add_input<bool>("conjugate");
         q = add_input<Buffer<>>("q", storage().type(), 5);
         k = add_input<Buffer<>>("k", storage().type(), 5);
-        freqs = add_input<Buffer<float, 3>>("freqs");
-        if (scale_table) {
-            scale = add_input<Buffer<float, 3>>("scale");
-        } else {
-            scale_value = add_input<float>("scale");
+        q_rows = add_input<Buffer<int32_t, 2>>("q_rows");
+        k_rows = add_input<Buffer<int32_t, 2>>("k_rows");
+        switch (table_form) {
+        case TableForm::Angles: freqs = add_input<Buffer<float, 3>>("freqs"); break;
+        case TableForm::CosSin:
+            cos = add_input<Buffer<float, 2>>("cos");
+            sin = add_input<Buffer<float, 2>>("sin");
+            break;
+        case TableForm::InvFreq: inv_freq = add_input<Buffer<float, 1>>("inv_freq"); break;
         }
+        scale = add_input<Buffer<float, 3>>("scale");
         q_out = add_output<Buffer<>>("q_out", storage().type(), 5);
         k_out = add_output<Buffer<>>("k_out", storage().type(), 5);
     }
 
     void generate() {
-        Expr s = scale_table ? Expr((*scale)(v.jj, v.half, v.n)) : Expr(*scale_value);
-        Tuple cs = cos_sin((*freqs)(v.jj, v.half, v.n));
-        q_coef_(v.jj, v.half, v.n) = {cs[0] * s, cs[1] * s};
-        k_coef_(v.jj, v.half, v.n) = {cs[0] / s, cs[1] / s};
-        // Queries are right-aligned to the table (the KV-cache convention).
-        Expr q_first_row = freqs->dim(2).extent() - q->dim(2).extent();
-        rotate(*q, q_coef_, q_pair_, q_first_row, *q_out);
-        rotate(*k, k_coef_, k_pair_, 0, *k_out);
+        coefficients(*q_rows, false, q_coef_);
+        coefficients(*k_rows, true, k_coef_);
+        rotate(*q, q_coef_, q_pair_, *q_out);
+        rotate(*k, k_coef_, k_pair_, *k_out);
     }
 
     void schedule() {
         rows_aligned->set_estimate(true);
+        conjugate->set_estimate(false);
         for (auto *buf : {q, k}) {
             dense_rows(*buf, 5, pairing);
             estimate_tensor(*buf);
@@ -232,16 +244,29 @@ public:
             dense_rows(*buf, 5, pairing);
             estimate_tensor(*buf);
         }
-        // freqs is dense; scale may broadcast (stride 0) over rows or features.
-        dense_rows(*freqs, 3, pairing);
-        estimate_table(*freqs);
-        if (scale_table) {
-            for (int d = 0; d < 3; d++) scale->dim(d).set_min(0);
-            scale->dim(0).set_stride(Expr());  // no dense default: stride 0 broadcasts
-            estimate_table(*scale);
-        } else {
-            scale_value->set_estimate(1.0f);
+        for (auto *rows : {q_rows, k_rows}) {
+            rows->dim(0).set_min(0);
+            rows->dim(1).set_min(0);
+            rows->set_estimates({{0, kEstRows}, {0, 1}});
         }
+        // Tables are dense along the features, but for the scale (stride 0 broadcasts).
+        if (freqs) {
+            dense_rows(*freqs, 3, pairing);
+            estimate_table(*freqs);
+        }
+        for (auto *t : {cos, sin}) {
+            if (!t) continue;
+            t->dim(0).set_min(0).set_stride(1);
+            t->dim(1).set_min(0);
+            t->set_estimates({{0, kEstHalfDim}, {0, kEstRows}});
+        }
+        if (inv_freq) {
+            inv_freq->dim(0).set_min(0).set_stride(1);
+            inv_freq->set_estimates({{0, kEstHalfDim}});
+        }
+        for (int d = 0; d < 3; d++) scale->dim(d).set_min(0);
+        scale->dim(0).set_stride(Expr());
+        estimate_table(*scale);
         if (using_autoscheduler()) return;
         if (schedule_kind == RotarySchedule::Baseline) {
             in_place_pairs(*q_out, q_pair_, v);
@@ -261,15 +286,54 @@ private:
     Func q_coef_{"q_coef"}, k_coef_{"k_coef"}, q_pair_{"q_pair"}, k_pair_{"k_pair"};
     Storage storage() const { return {element_type, bits_storage}; }
 
-    // out = x * c + rotate_half(x) * s, with (c, s) = coef at table row first_row + n;
-    // math in float32 whatever the storage type.
-    void rotate(Input<Buffer<>> &x, Func coef, Func pair, Expr first_row, Output<Buffer<>> &out) {
-        Expr row = first_row + v.n;
+    // A position clamped to the rows of a table (the runtime has checked it already).
+    template <typename Table>
+    static Expr row_in(Expr position, Table &table, int row_dim) {
+        return Halide::clamp(position, 0, table.dim(row_dim).extent() - 1);
+    }
+
+    // coef(jj, half, n, b) = (cos(a) s, sin(a) s) of row n, batch b of a stream at its
+    // position (inverse: 1 / s, for keys), sin negated when conjugate.
+    void coefficients(Input<Buffer<int32_t, 2>> &rows, bool inverse, Func coef) {
+        Expr position = rows(v.n, v.b);
+        Expr c, s;
+        switch (table_form) {
+        case TableForm::Angles: {
+            Tuple cs = cos_sin((*freqs)(v.jj, v.half, row_in(position, *freqs, 2)));
+            c = cs[0];
+            s = cs[1];
+            break;
+        }
+        case TableForm::CosSin:
+            c = (*cos)(v.jj, row_in(position, *cos, 1));
+            s = (*sin)(v.jj, row_in(position, *sin, 1));
+            break;
+        case TableForm::InvFreq: {
+            Tuple cs = cos_sin(angle(position, (*inv_freq)(v.jj)));
+            c = cs[0];
+            s = cs[1];
+            break;
+        }
+        }
+        // A scalar sign (exact): a select between vectors on a scalar condition crashes
+        // LLVM's RISC-V vector backend (vp.select).
+        s = s * select(*conjugate, -1.0f, 1.0f);
+        Expr factor = (*scale)(v.jj, v.half, row_in(position, *scale, 2));
+        if (inverse) {
+            coef(v.jj, v.half, v.n, v.b) = {c / factor, s / factor};
+        } else {
+            coef(v.jj, v.half, v.n, v.b) = {c * factor, s * factor};
+        }
+    }
+
+    // out = x * c + rotate_half(x) * s, with (c, s) = coef of the row; math in float32
+    // whatever the storage type.
+    void rotate(Input<Buffer<>> &x, Func coef, Func pair, Output<Buffer<>> &out) {
         const Storage st = storage();
+        Tuple c0 = coef(v.jj, 0, v.n, v.b), c1 = coef(v.jj, 1, v.n, v.b);
         pair(v.jj, v.n, v.h, v.b) = rotate_pair(cast<float>(st.load(x(v.jj, 0, v.n, v.h, v.b))),
-                                                cast<float>(st.load(x(v.jj, 1, v.n, v.h, v.b))),
-                                                coef(v.jj, 0, row)[0], coef(v.jj, 0, row)[1], coef(v.jj, 1, row)[0],
-                                                coef(v.jj, 1, row)[1]);
+                                                cast<float>(st.load(x(v.jj, 1, v.n, v.h, v.b))), c0[0], c0[1], c1[0],
+                                                c1[1]);
         Tuple p = pair(v.jj, v.n, v.h, v.b);
         out(v.jj, v.half, v.n, v.h, v.b) = st.store(select(v.half == 0, p[0], p[1]));
     }

@@ -19,6 +19,20 @@ namespace helix::gen {
 
 enum class Pairing { HalfSplit, Interleaved };
 
+// Where apply_rotary takes the angle of a position from (the runtime's RotaryTable):
+//   angles   - Zeta's table of angles (N, rotary_dim), cos and sin evaluated in the kernel;
+//   cos_sin  - cos and sin tables (N, rotary_dim / 2) each (flash-attention; vLLM's
+//              cos_sin_cache is a view of two such);
+//   inv_freq - no table: angle = position * inv_freq[i] (float32, as the angle table
+//              holds it), so a decode step reads no table at all.
+enum class TableForm { Angles, CosSin, InvFreq };
+
+inline const std::map<std::string, TableForm> &table_form_names() {
+    static const std::map<std::string, TableForm> names{
+        {"angles", TableForm::Angles}, {"cos_sin", TableForm::CosSin}, {"inv_freq", TableForm::InvFreq}};
+    return names;
+}
+
 inline const std::map<std::string, Pairing> &pairing_names() {
     static const std::map<std::string, Pairing> names{{"half_split", Pairing::HalfSplit},
                                                       {"interleaved", Pairing::Interleaved}};

@@ -6,6 +6,7 @@
 
 #include <HalideRuntime.h>
 
+#include <cmath>
 #include <limits>
 
 namespace helix {
@@ -19,6 +20,89 @@ std::string to_string(Stores stores) {
     case Stores::Streaming: return "streaming";
     }
     return "?";
+}
+
+std::string to_string(Positions::Kind kind) {
+    switch (kind) {
+    case Positions::Kind::Aligned: return "aligned";
+    case Positions::Kind::Start: return "start";
+    case Positions::Kind::Offsets: return "offsets";
+    case Positions::Kind::Ids: return "ids";
+    case Positions::Kind::Varlen: return "varlen";
+    }
+    return "?";
+}
+
+std::string to_string(RotaryTable::Form form) {
+    switch (form) {
+    case RotaryTable::Form::Angles: return "angles";
+    case RotaryTable::Form::CosSin: return "cos_sin";
+    case RotaryTable::Form::InvFreq: return "inv_freq";
+    }
+    return "?";
+}
+
+Positions Positions::start(int64_t first) {
+    Positions p;
+    p.kind_ = Kind::Start;
+    p.first_ = first;
+    return p;
+}
+
+Positions Positions::offsets(const Tensor &offsets) {
+    Positions p;
+    p.kind_ = Kind::Offsets;
+    p.tensor_ = offsets;
+    return p;
+}
+
+Positions Positions::ids(const Tensor &ids) {
+    Positions p;
+    p.kind_ = Kind::Ids;
+    p.tensor_ = ids;
+    return p;
+}
+
+Positions Positions::varlen(const Tensor &cu_seqlens, const Tensor &offsets) {
+    Positions p;
+    p.kind_ = Kind::Varlen;
+    p.tensor_ = cu_seqlens;
+    p.offsets_ = offsets;
+    return p;
+}
+
+RotaryTable RotaryTable::angles(const Tensor &freqs, const Scale &scale) {
+    RotaryTable t;
+    t.form_ = Form::Angles;
+    t.first_ = freqs;
+    t.scale_ = scale;
+    return t;
+}
+
+RotaryTable RotaryTable::cos_sin(const Tensor &cos, const Tensor &sin, const Scale &scale) {
+    RotaryTable t;
+    t.form_ = Form::CosSin;
+    t.first_ = cos;
+    t.second_ = sin;
+    t.scale_ = scale;
+    return t;
+}
+
+RotaryTable RotaryTable::cos_sin_cache(const Tensor &cache, const Scale &scale) {
+    if (!cache.defined() || cache.rank() != 2 || cache.size(1) % 2) {
+        detail::reject("RotaryTable::cos_sin_cache", "cache", "a (max_position, rotary_dim) table, rotary_dim even",
+                       cache.defined() ? "shape " + cache.shape_string() : "an undefined tensor");
+    }
+    const int64_t half = cache.size(1) / 2;
+    return cos_sin(cache.narrow(1, 0, half), cache.narrow(1, half, half), scale);
+}
+
+RotaryTable RotaryTable::inv_freq(const Tensor &inv_freq, const Scale &scale) {
+    RotaryTable t;
+    t.form_ = Form::InvFreq;
+    t.first_ = inv_freq;
+    t.scale_ = scale;
+    return t;
 }
 
 SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta,
@@ -82,6 +166,19 @@ void SinusoidalEmbeddings::window(int64_t seq_len, int64_t start, const Tensor &
     detail::sinusoidal_window(kernels_for(op, "freqs", freqs), *this, seq_len, start, freqs, scale);
 }
 
+Tensor SinusoidalEmbeddings::inv_freq() const {
+    // The generators' inv_freq (generators/rope_algorithm.h), evaluated alike: a float32
+    // exponent, the float32 rounding of the double power, a float32 reciprocal.
+    Tensor out({dim_ / 2});
+    float *values = static_cast<float *>(out.data());
+    const double theta = static_cast<float>(theta_);
+    for (int64_t i = 0; i < dim_ / 2; i++) {
+        const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim_);
+        values[i] = 1.0f / static_cast<float>(std::pow(theta, static_cast<double>(exponent)));
+    }
+    return out;
+}
+
 Tensor rotate_half(const Tensor &x, Pairing pairing) {
     Tensor out = like(x);
     rotate_half(x, out, pairing);
@@ -103,6 +200,18 @@ void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
                           const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options) {
     detail::apply_rotary_pos_emb(kernels_for("apply_rotary_pos_emb", "q", q), q, k, freqs, scale, q_out, k_out,
                                  options);
+}
+
+std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table,
+                                               const RotaryOptions &options) {
+    Tensor q_out = like(q), k_out = like(k);
+    apply_rotary_pos_emb(q, k, table, q_out, k_out, options);
+    return {q_out, k_out};
+}
+
+void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table, const Tensor &q_out,
+                          const Tensor &k_out, const RotaryOptions &options) {
+    detail::apply_rotary_pos_emb(kernels_for("apply_rotary_pos_emb", "q", q), q, k, table, q_out, k_out, options);
 }
 
 int set_num_threads(int threads) {

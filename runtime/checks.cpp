@@ -6,6 +6,7 @@
 
 #include <limits>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace helix::detail {
@@ -41,7 +42,7 @@ void require_rank(const char *op, const char *name, const Tensor &t, int lo, int
     }
 }
 
-void require_dtype(const char *op, const char *name, const Tensor &t, DType dtype, const std::string &why) {
+void require_dtype(const char *op, const char *name, const Tensor &t, DType dtype, const char *why) {
     if (t.dtype() != dtype) reject(op, name, "dtype " + to_string(dtype) + why, to_string(t.dtype()));
 }
 
@@ -54,6 +55,13 @@ const TypedKernels &require_kernels(const char *op, const char *name, const Kern
                to_string(t.dtype()));
     }
     return *typed;
+}
+
+void require_same_shape(const char *op, const char *name, const Tensor &t, const Tensor &like, const char *why) {
+    require_defined(op, name, t);
+    bool same = t.rank() == like.rank();
+    for (int i = 0; same && i < t.rank(); i++) same = t.size(i) == like.size(i);
+    if (!same) reject(op, name, "shape " + like.shape_string() + why, t.shape_string());
 }
 
 std::string strides_string(const Tensor &t) {
@@ -69,7 +77,7 @@ void require_unit_feature_stride(const char *op, const char *name, const Tensor 
 }
 
 void require_shape(const char *op, const char *name, const Tensor &t, const std::vector<int64_t> &shape,
-                   const std::string &why) {
+                   const char *why) {
     require_defined(op, name, t);
     if (t.shape() != shape) {
         std::string expected = "(";
@@ -81,8 +89,9 @@ void require_shape(const char *op, const char *name, const Tensor &t, const std:
 // Whether two tensors are the same view of the same memory: same device and allocation,
 // first element, dtype, shape and strides.
 bool same_view(const Tensor &a, const Tensor &b) {
-    if (a.device() != b.device() || a.dtype() != b.dtype() || a.shape() != b.shape() || a.strides() != b.strides()) {
-        return false;
+    if (a.device() != b.device() || a.dtype() != b.dtype() || a.rank() != b.rank()) return false;
+    for (int i = 0; i < a.rank(); i++) {
+        if (a.size(i) != b.size(i) || a.stride(i) != b.stride(i)) return false;
     }
     const Location x = locate(*a.to_halide().raw_buffer()), y = locate(*b.to_halide().raw_buffer());
     return x.allocation == y.allocation && x.address == y.address;
@@ -132,6 +141,72 @@ void require_no_shared_element(const char *op, const Checked &out, const Checked
                                    " (within " + str(kOverlapWork) + " steps)");
 }
 
+// The bytes a tensor's elements may touch, [lo, hi] in its allocation.
+struct Span {
+    bool empty;
+    uint64_t allocation;
+    __int128 lo, hi;
+};
+
+Span span_of(const Tensor &t) {
+    if (!t.defined() || t.numel() == 0) return {true, 0, 0, 0};
+    const halide_buffer_t &b = *t.to_halide().raw_buffer();
+    const Location at = locate(b);
+    __int128 lo = at.address, hi = lo + b.type.bytes() - 1;
+    for (int i = 0; i < t.rank(); i++) {
+        const __int128 reach = static_cast<__int128>(t.size(i) - 1) * t.stride(i) * b.type.bytes();
+        (reach < 0 ? lo : hi) += reach;
+    }
+    return {false, at.allocation, lo, hi};
+}
+
+bool may_meet(const Span &a, const Span &b) {
+    return !a.empty && !b.empty && a.allocation == b.allocation && a.lo <= b.hi && b.lo <= a.hi;
+}
+
+// No two elements of t share a byte, by the sufficient test of dense and padded layouts:
+// each dimension's stride (by size) steps past everything the smaller ones reach.
+bool plainly_not_self_overlapping(const Tensor &t) {
+    const int64_t bytes = t.element_size();
+    int64_t stride[8], extent[8];
+    int count = 0;
+    for (int i = 0; i < t.rank(); i++) {
+        if (t.size(i) <= 1) continue;
+        if (count == 8) return false;
+        stride[count] = (t.stride(i) < 0 ? -t.stride(i) : t.stride(i)) * bytes;
+        extent[count++] = t.size(i);
+    }
+    __int128 reach = bytes;  // bytes covered by the dimensions so far, from the first element
+    for (int done = 0; done < count; done++) {
+        int next = done;  // the smallest stride left (selection: no allocation)
+        for (int j = done + 1; j < count; j++) next = stride[j] < stride[next] ? j : next;
+        std::swap(stride[done], stride[next]);
+        std::swap(extent[done], extent[next]);
+        if (stride[done] < reach) return false;
+        reach += static_cast<__int128>(stride[done]) * (extent[done] - 1);
+    }
+    return true;
+}
+
+// require_disjoint's answer when it is plain without the exact (allocating) solver: the
+// tensors of a call usually lie in separate allocations or byte ranges, in dense layouts.
+bool plainly_disjoint(std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
+    for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+        const Tensor &t = *out->tensor;
+        if (!t.defined() || t.numel() == 0) continue;
+        if (t.numel() > 1 && !plainly_not_self_overlapping(t)) return false;
+        const Span span = span_of(t);
+        for (const Named &in : inputs) {
+            if (out->in_place_of == in.tensor && same_view(t, *in.tensor)) continue;
+            if (in.tensor->device() == t.device() && may_meet(span, span_of(*in.tensor))) return false;
+        }
+        for (auto other = outputs.begin(); other != out; ++other) {
+            if (other->tensor->device() == t.device() && may_meet(span, span_of(*other->tensor))) return false;
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 // Outputs are written in parallel: none may share an element with an input or another
@@ -139,6 +214,7 @@ void require_no_shared_element(const char *op, const Checked &out, const Checked
 // example). Outputs that interleave without a common element are fine, and so is an output
 // that is exactly its own input (in_place_of: same memory, same strides).
 void require_disjoint(const char *op, std::initializer_list<Named> output_list, std::initializer_list<Named> input_list) {
+    if (plainly_disjoint(output_list, input_list)) return;
     const std::vector<Checked> outputs = with_layouts(output_list), inputs = with_layouts(input_list);
     for (auto out = outputs.begin(); out != outputs.end(); ++out) {
         const Tensor &t = *out->named->tensor;

@@ -22,13 +22,15 @@ struct Named {
 std::string strides_string(const Tensor &t);
 void require_defined(const char *op, const char *name, const Tensor &t);
 void require_rank(const char *op, const char *name, const Tensor &t, int lo, int hi);
-void require_dtype(const char *op, const char *name, const Tensor &t, DType dtype, const std::string &why);
+void require_dtype(const char *op, const char *name, const Tensor &t, DType dtype, const char *why);
 // The kernels of t's dtype and this pairing, or an error listing those the set has.
 const TypedKernels &require_kernels(const char *op, const char *name, const Kernels &kernels, const Tensor &t,
                                     Pairing pairing);
 void require_unit_feature_stride(const char *op, const char *name, const Tensor &t);
 void require_shape(const char *op, const char *name, const Tensor &t, const std::vector<int64_t> &shape,
-                   const std::string &why);
+                   const char *why);
+// t has the shape of `like` (compared without allocating: on every call's path).
+void require_same_shape(const char *op, const char *name, const Tensor &t, const Tensor &like, const char *why);
 // Whether two tensors are the same view of the same memory (device, allocation, first
 // element, dtype, shape and strides).
 bool same_view(const Tensor &a, const Tensor &b);

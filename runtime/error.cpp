@@ -6,7 +6,6 @@
 #include <cmath>
 #include <list>
 #include <mutex>
-#include <unordered_set>
 #include <utility>
 
 namespace helix::detail {
@@ -14,10 +13,9 @@ namespace {
 
 std::atomic<halide_error_handler_t> previous_handler{nullptr};
 std::mutex live_mutex;
-std::unordered_set<const void *> &live_contexts() {
-    static std::unordered_set<const void *> live;
-    return live;
-}
+// The live contexts, linked through themselves (registering one allocates nothing: a decode
+// step makes no heap allocation). As many as calls in flight: a short walk.
+CallContext *live_head = nullptr;
 
 // Messages from helix calls go to their CallContext; anything else (another Halide
 // pipeline in the same process) goes on to the handler that was installed before.
@@ -80,12 +78,15 @@ CallContext::CallContext() {
     static std::once_flag installed;
     std::call_once(installed, [] { previous_handler.store(halide_set_error_handler(route_error)); });
     std::lock_guard<std::mutex> lock(live_mutex);
-    live_contexts().insert(this);
+    next_live_ = live_head;
+    if (live_head) live_head->previous_live_ = this;
+    live_head = this;
 }
 
 CallContext::~CallContext() {
     std::lock_guard<std::mutex> lock(live_mutex);
-    live_contexts().erase(this);
+    (previous_live_ ? previous_live_->next_live_ : live_head) = next_live_;
+    if (next_live_) next_live_->previous_live_ = previous_live_;
 }
 
 void CallContext::append(const char *message) {
@@ -103,7 +104,10 @@ void CallContext::check(const char *op, int rc) const {
 
 CallContext *CallContext::from(void *user_context) {
     std::lock_guard<std::mutex> lock(live_mutex);
-    return live_contexts().count(user_context) ? static_cast<CallContext *>(user_context) : nullptr;
+    for (CallContext *c = live_head; c; c = c->next_live_) {
+        if (c == user_context) return c;
+    }
+    return nullptr;
 }
 
 }  // namespace helix::detail

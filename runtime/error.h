@@ -62,6 +62,7 @@ public:
 private:
     std::string message_;
     GpuContext gpu_ = current_gpu_context();
+    CallContext *previous_live_ = nullptr, *next_live_ = nullptr;  // the registry (error.cpp)
 };
 
 }  // namespace helix::detail

@@ -7,8 +7,8 @@
 #include <HalideRuntime.h>
 
 #include <algorithm>
+#include <array>
 #include <utility>
-#include <vector>
 
 namespace helix::detail {
 
@@ -24,11 +24,13 @@ inline std::pair<int64_t, int64_t> pair_strides(int64_t half_width, int64_t feat
 
 class KernelView {
 public:
-    KernelView(const Tensor &t, int dims, const halide_dimension_t *shape) : buf_(*t.to_halide().raw_buffer()) {
+    KernelView(const halide_buffer_t &buffer, int dims, const halide_dimension_t *shape) : buf_(buffer) {
         std::copy(shape, shape + dims, dims_);
         buf_.dimensions = dims;
         buf_.dim = dims_;
     }
+    KernelView(const Tensor &t, int dims, const halide_dimension_t *shape)
+        : KernelView(*t.to_halide().raw_buffer(), dims, shape) {}
     // The kernels' view of a (..., n, d) tensor: (jj, half, n, h, b, ...) with the d
     // features as H = d/2 pairs (generators/rope_algorithm.h): feature j = jj + half * H
     // (half-split) or 2 jj + half (interleaved); missing leading dimensions of extent 1.
@@ -55,18 +57,21 @@ public:
     }
 
 private:
-    static std::vector<halide_dimension_t> pair_shape(const Tensor &t, int dims, Pairing pairing) {
+    using Shape = std::array<halide_dimension_t, kTensorDims>;  // no heap: views are made on every call
+
+    static Shape pair_shape(const Tensor &t, int dims, Pairing pairing) {
         const int32_t half_width = static_cast<int32_t>(t.size(-1) / 2);
         const auto [pair, member] = pair_strides(half_width, t.stride(-1), pairing);
-        std::vector<halide_dimension_t> shape = row_shape(t, dims, 1);  // (jj, half) from the features
+        Shape shape = row_shape(t, dims, 1);  // (jj, half) from the features
         shape[0] = halide_dimension_t(0, half_width, static_cast<int32_t>(pair));
         shape[1] = halide_dimension_t(0, 2, static_cast<int32_t>(member));
         return shape;
     }
     // Dimension i (i >= first) is the tensor's dimension rank - 1 - (i - first), innermost
     // first, or of extent 1 past its rank; dimensions below first are left to the caller.
-    static std::vector<halide_dimension_t> row_shape(const Tensor &t, int dims, int first) {
-        std::vector<halide_dimension_t> shape(dims, halide_dimension_t(0, 1, 0));
+    static Shape row_shape(const Tensor &t, int dims, int first) {
+        Shape shape;
+        shape.fill(halide_dimension_t(0, 1, 0));
         for (int i = first; i < dims; i++) {
             const int dim = t.rank() - 1 - (i - first);
             if (dim >= 0) {

@@ -30,11 +30,20 @@ struct TypedKernels {
     // rows_aligned: every row of the tensors starts 16-byte aligned (GPU kernels then use
     // 16-byte accesses where the strides allow).
     int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);
-    int (*apply_rotary)(const void *, bool rows_aligned, halide_buffer_t *q, halide_buffer_t *k, halide_buffer_t *freqs,
-                        float scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
-    int (*apply_rotary_table)(const void *, bool rows_aligned, halide_buffer_t *q, halide_buffer_t *k,
-                              halide_buffer_t *freqs, halide_buffer_t *scale, halide_buffer_t *q_out,
-                              halide_buffer_t *k_out);
+    // apply_rotary in each table form (generators/rope_algorithm.h's TableForm): q_rows and
+    // k_rows are the (n, b) int32 positions of q's and k's rows; scale (jj, half, N) may
+    // broadcast; conjugate rotates by -angle (the backward pass).
+    int (*apply_rotary_angles)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q, halide_buffer_t *k,
+                               halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *freqs,
+                               halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+    int (*apply_rotary_cos_sin)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q, halide_buffer_t *k,
+                                halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *cos,
+                                halide_buffer_t *sin, halide_buffer_t *scale, halide_buffer_t *q_out,
+                                halide_buffer_t *k_out);
+    int (*apply_rotary_inv_freq)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q,
+                                 halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
+                                 halide_buffer_t *inv_freq, halide_buffer_t *scale, halide_buffer_t *q_out,
+                                 halide_buffer_t *k_out);
 };
 
 // One kernel set (runtime/kernel_set.cpp): every kernel of one schedule and target list.
@@ -68,5 +77,7 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
                           const Scale &scale, const Tensor &q_out, const Tensor &k_out,
                           const RotaryOptions &options = {});
+void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const RotaryTable &table,
+                          const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {});
 
 }  // namespace helix::detail

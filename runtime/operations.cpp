@@ -3,12 +3,14 @@
 // of the tensors' device; tests and benchmarks run them on other sets too.
 #include "checks.h"
 #include "kernel_view.h"
+#include "positions.h"
 #include "streaming.h"
 
 #include <HalideRuntime.h>
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <utility>
 
 namespace helix {
@@ -123,95 +125,195 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
 namespace {
 
 // The first `width` features of a tensor (the rotary part), or the tensor itself.
-Tensor features(const Tensor &t, int64_t width) { return t.size(-1) == width ? t : t.narrow(-1, 0, width); }
+Tensor features(const Tensor &t, int64_t width) {
+    return !t.defined() || t.size(-1) == width ? t : t.narrow(-1, 0, width);
+}
 
-// One kernel of apply_rotary_pos_emb with its scale: a table (N or 1 rows, rotary_dim or 1
-// columns) or a number.
+// A one-row stand-in for an empty (or absent) stream: the kernels' fused loops and GPU
+// launches need non-empty extents; its result is dropped. On the CPU a per-thread scratch
+// (no allocation after the first), on a device a fresh tensor.
+class StandIn {
+public:
+    StandIn(const Tensor &like, int64_t width, Pairing pairing) {
+        const int32_t half = static_cast<int32_t>(width / 2);
+        const auto [pair, member] = pair_strides(half, 1, pairing);
+        shape_[0] = halide_dimension_t(0, half, static_cast<int32_t>(pair));
+        shape_[1] = halide_dimension_t(0, 2, static_cast<int32_t>(member));
+        for (int i = 2; i < kTensorDims; i++) shape_[i] = halide_dimension_t(0, 1, static_cast<int32_t>(width));
+        if (like.device() == Device::CPU) {
+            thread_local std::vector<char> scratch;
+            const size_t bytes = static_cast<size_t>(width * like.element_size());
+            if (scratch.size() < bytes) scratch.resize(bytes);
+            buf_.host = reinterpret_cast<uint8_t *>(scratch.data());
+            buf_.type = like.to_halide().raw_buffer()->type;
+        } else {
+            device_ = Tensor({1, width}, like.dtype(), like.device());
+            buf_ = *device_.to_halide().raw_buffer();
+        }
+        rows_buf_.host = reinterpret_cast<uint8_t *>(&row_);
+        rows_buf_.type = halide_type_t(halide_type_int, 32);
+        rows_buf_.dimensions = 2;
+        rows_dims_[0] = rows_dims_[1] = halide_dimension_t(0, 1, 1);
+        rows_buf_.dim = rows_dims_;
+        if (like.device() != Device::CPU) {
+            rows_device_ = Tensor::from_halide(Halide::Runtime::Buffer<>(rows_buf_)).to(like.device());
+        }
+    }
+    StandIn(const StandIn &) = delete;
+    StandIn &operator=(const StandIn &) = delete;
+    const halide_buffer_t &buffer() const { return buf_; }
+    const halide_dimension_t *shape() const { return shape_; }
+    halide_buffer_t *rows() {
+        return rows_device_.defined() ? const_cast<halide_buffer_t *>(rows_device_.to_halide().raw_buffer()) : &rows_buf_;
+    }
+
+private:
+    halide_buffer_t buf_{};
+    halide_dimension_t shape_[kTensorDims];
+    Tensor device_, rows_device_;
+    int32_t row_ = 0;
+    halide_buffer_t rows_buf_{};
+    halide_dimension_t rows_dims_[2];
+};
+
+// One call of apply_rotary's kernels: the table form's tensors, the scale and the switches,
+// on the rotary parts of q, k and their outputs (rotary_dim wide).
 struct RotaryKernel {
     const char *op;
     const TypedKernels &typed;
     Pairing pairing;
-    Tensor scale_table;  // undefined: scale_value
+    RotaryTable::Form form;
+    Tensor first, second;  // freqs (N, width) | cos, sin (N, width / 2) | inv_freq (width / 2,)
+    Tensor scale_table;    // (N or 1, width or 1); undefined: scale_value
     float scale_value;
+    bool conjugate;
+    int64_t width;
 
-    // The kernel on rotary parts (q, k and outputs rotary_dim wide), freqs their table rows.
-    void run(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out, const Tensor &k_out) const {
-        // One stream empty, the other not: the empty one runs on a one-row scratch instead
-        // (the kernels' fused loops and GPU launches need non-empty extents); its result
-        // is dropped. Only this corner case allocates (with streamed stores: each tile
-        // before the query rows, as in decode).
-        Tensor spare[4];
-        auto use = [&](const Tensor &t, int64_t n, Tensor &s) {
-            if (t.numel()) return t;
-            s = Tensor({n, freqs.size(1)}, q.dtype(), q.device());
-            return s;
-        };
-        const int64_t rows = freqs.size(0);
-        KernelView q_view(use(q, 1, spare[0]), kTensorDims, pairing), k_view(use(k, rows, spare[1]), kTensorDims, pairing);
-        KernelView qo_view(use(q_out, 1, spare[2]), kTensorDims, pairing);
-        KernelView ko_view(use(k_out, rows, spare[3]), kTensorDims, pairing);
-        for (KernelView *view : {&q_view, &k_view, &qo_view, &ko_view}) view->as_bits(typed.bits);
-        KernelView f_view(freqs, kTableDims, pairing);
+    // q_rows and k_rows: the positions of q's and k's rows; an empty or undefined stream
+    // runs on a stand-in.
+    void run(const Tensor &q, const Tensor &k, halide_buffer_t *q_rows, halide_buffer_t *k_rows, const Tensor &q_out,
+             const Tensor &k_out) const {
+        const Tensor &like = q.defined() ? q : k;
+        std::optional<StandIn> spare_q, spare_k;
+        const bool q_empty = !q.defined() || q.numel() == 0, k_empty = !k.defined() || k.numel() == 0;
+        if (q_empty) spare_q.emplace(like, width, pairing);
+        if (k_empty) spare_k.emplace(like, width, pairing);
+        KernelView q_view = q_empty ? KernelView(spare_q->buffer(), kTensorDims, spare_q->shape())
+                                    : KernelView(q, kTensorDims, pairing);
+        KernelView qo_view = q_empty ? KernelView(spare_q->buffer(), kTensorDims, spare_q->shape())
+                                     : KernelView(q_out, kTensorDims, pairing);
+        KernelView k_view = k_empty ? KernelView(spare_k->buffer(), kTensorDims, spare_k->shape())
+                                    : KernelView(k, kTensorDims, pairing);
+        KernelView ko_view = k_empty ? KernelView(spare_k->buffer(), kTensorDims, spare_k->shape())
+                                     : KernelView(k_out, kTensorDims, pairing);
+        if (q_empty) q_rows = spare_q->rows();
+        if (k_empty) k_rows = spare_k->rows();
+        for (KernelView *v : {&q_view, &k_view, &qo_view, &ko_view}) v->as_bits(typed.bits);
         const bool aligned =
             q_view.start_aligned() && k_view.start_aligned() && qo_view.start_aligned() && ko_view.start_aligned();
+
+        // The scale as (jj, half, rows): broadcast dimensions of a table, or the number,
+        // become stride-0 dimensions.
+        const int64_t half_width = width / 2;
+        float value = scale_value;
+        halide_buffer_t value_buffer{};
+        Tensor value_device;
+        const halide_buffer_t *scale_buffer = &value_buffer;
+        int64_t col = 0, row = 0, rows = 1;
         if (scale_table.defined()) {
-            // Broadcast dimensions of the scale table become stride-0 dimensions.
             const Tensor &s = scale_table;
-            const int64_t half_width = freqs.size(1) / 2;
-            const int64_t col = s.size(1) == 1 ? 0 : s.stride(1);
-            const int64_t row = s.size(0) == 1 ? 0 : s.stride(0);
-            const auto [pair, member] = pair_strides(half_width, col, pairing);
-            const int32_t pair_stride = require_int32(op, "scale (stride between pairs)", pair,
-                                                      std::numeric_limits<int32_t>::min());
-            const int32_t half_stride = require_int32(op, "scale (stride between the members of a pair)", member,
-                                                      std::numeric_limits<int32_t>::min());
-            halide_dimension_t shape[kTableDims] = {
-                halide_dimension_t(0, static_cast<int32_t>(half_width), pair_stride), halide_dimension_t(0, 2, half_stride),
-                halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
-            KernelView s_view(s, kTableDims, shape);
-            run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_table(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), s_view.raw(),
-                                                qo_view.raw(), ko_view.raw());
-            });
+            col = s.size(1) == 1 ? 0 : s.stride(1);
+            row = s.size(0) == 1 ? 0 : s.stride(0);
+            rows = s.size(0);
+            scale_buffer = s.to_halide().raw_buffer();
+        } else if (like.device() == Device::CPU) {
+            value_buffer.host = reinterpret_cast<uint8_t *>(&value);
+            value_buffer.type = halide_type_t(halide_type_float, 32);
         } else {
-            run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary(uc, aligned, q_view.raw(), k_view.raw(), f_view.raw(), scale_value,
-                                          qo_view.raw(), ko_view.raw());
-            });
+            const halide_dimension_t one(0, 1, 1);
+            value_buffer.host = reinterpret_cast<uint8_t *>(&value);
+            value_buffer.type = halide_type_t(halide_type_float, 32);
+            value_buffer.dimensions = 1;
+            value_buffer.dim = const_cast<halide_dimension_t *>(&one);
+            value_device = Tensor::from_halide(Halide::Runtime::Buffer<>(value_buffer)).to(like.device());
+            scale_buffer = value_device.to_halide().raw_buffer();
         }
-        qo_view.mark_written(q_out);
-        ko_view.mark_written(k_out);
+        const auto [pair, member] = pair_strides(half_width, col, pairing);
+        const halide_dimension_t scale_shape[kTableDims] = {
+            halide_dimension_t(0, static_cast<int32_t>(half_width), static_cast<int32_t>(pair)),
+            halide_dimension_t(0, 2, static_cast<int32_t>(member)),
+            halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
+        KernelView s_view(*scale_buffer, kTableDims, scale_shape);
+
+        switch (form) {
+        case RotaryTable::Form::Angles: {
+            KernelView f_view(first, kTableDims, pairing);
+            run_kernel(op, [&](void *uc) {
+                return typed.apply_rotary_angles(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                                                 f_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
+            });
+            break;
+        }
+        case RotaryTable::Form::CosSin: {
+            KernelView c_view(first, 2), s2_view(second, 2);  // (jj, N)
+            run_kernel(op, [&](void *uc) {
+                return typed.apply_rotary_cos_sin(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                                                  c_view.raw(), s2_view.raw(), s_view.raw(), qo_view.raw(),
+                                                  ko_view.raw());
+            });
+            break;
+        }
+        case RotaryTable::Form::InvFreq: {
+            KernelView i_view(first, 1);
+            run_kernel(op, [&](void *uc) {
+                return typed.apply_rotary_inv_freq(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                                                   i_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
+            });
+            break;
+        }
+        }
+        if (!q_empty) qo_view.mark_written(q_out);
+        if (!k_empty) ko_view.mark_written(k_out);
     }
 
-    // The same with Stores::Streaming (streaming.h): tasks of table rows, each running the
-    // kernel serially into its thread's scratch and streaming the rows out.
-    void run_streamed(const Tensor &q, const Tensor &k, const Tensor &freqs, const Tensor &q_out,
-                      const Tensor &k_out) const {
-        const int64_t rows = freqs.size(0), q_rows = q.size(-2), q_first = rows - q_rows;
-        const int64_t width = freqs.size(1), element = q.element_size();
-        // Output bytes per table row: every q and k head of that row.
-        const int64_t row_bytes = (q_rows ? q.numel() / q_rows : 0) * element + k.numel() / rows * element;
-        const int64_t block = std::max<int64_t>(1, stream_tile_bytes() / std::max<int64_t>(1, row_bytes));
-        const int64_t blocks = (rows + block - 1) / block;
-        parallel_tasks(static_cast<int>(blocks), [&](int i) {
+    // The same with Stores::Streaming (streaming.h): tasks of rows of q or of k, each
+    // running the kernel serially into its thread's scratch and streaming the rows out.
+    void run_streamed(const Tensor &q, const Tensor &k, const StreamRows &q_rows, const StreamRows &k_rows,
+                      const Tensor &q_out, const Tensor &k_out) const {
+        const int64_t element = (q.defined() ? q : k).element_size();
+        struct Stream {
+            const Tensor *x, *out;
+            const StreamRows *rows;
+            int64_t n, block, blocks;
+        };
+        Stream streams[2] = {{&q, &q_out, &q_rows}, {&k, &k_out, &k_rows}};
+        int64_t tasks = 0;
+        for (Stream &s : streams) {
+            s.n = s.x->defined() && s.x->numel() ? s.x->size(-2) : 0;
+            const int64_t row_bytes = s.n ? s.x->numel() / s.n * element : 1;  // every head and batch of a row
+            s.block = std::max<int64_t>(1, stream_tile_bytes() / row_bytes);
+            s.blocks = (s.n + s.block - 1) / s.block;
+            tasks += s.blocks;
+        }
+        parallel_tasks(static_cast<int>(tasks), [&](int task) {
             const SerialKernels serial;
-            const int64_t r0 = i * block, n = std::min(block, rows - r0);
-            const int64_t q0 = std::max(r0, q_first), qn = std::max<int64_t>(0, r0 + n - q0);
-            const Tensor qb = q.narrow(-2, q0 - q_first, qn), qob = q_out.narrow(-2, q0 - q_first, qn);
-            const Tensor kb = k.narrow(-2, r0, n), kob = k_out.narrow(-2, r0, n);
-            char *scratch = thread_scratch(static_cast<size_t>((qb.numel() + kb.numel()) * element));
-            const Tensor qs = Tensor::wrap(scratch, qb.shape(), {}, q.dtype());
-            const Tensor ks = Tensor::wrap(scratch + qb.numel() * element, kb.shape(), {}, q.dtype());
-            RotaryKernel tile = *this;
-            if (scale_table.defined() && scale_table.size(0) == rows) tile.scale_table = scale_table.narrow(0, r0, n);
-            tile.run(qb, kb, freqs.narrow(0, r0, n), qs, ks);
-            for (const auto &[from, to] : {std::pair{&qs, &qob}, std::pair{&ks, &kob}}) {
-                const char *src = static_cast<const char *>(from->data());
-                for_each_row(*to, [&](char *dst) {
-                    copy_lines(src, dst, static_cast<size_t>(width * element), true);
-                    src += width * element;
-                });
+            const bool is_q = task < streams[0].blocks;
+            const Stream &s = streams[is_q ? 0 : 1];
+            const int64_t r0 = (is_q ? task : task - streams[0].blocks) * s.block, n = std::min(s.block, s.n - r0);
+            const Tensor xb = s.x->narrow(-2, r0, n), ob = s.out->narrow(-2, r0, n);
+            char *scratch = thread_scratch(static_cast<size_t>(xb.numel() * element));
+            const Tensor tile = Tensor::wrap(scratch, xb.shape(), {}, xb.dtype());
+            StreamRows rows(*s.rows, r0, n);
+            if (is_q) {
+                run(xb, Tensor(), rows.raw(), nullptr, tile, Tensor());
+            } else {
+                run(Tensor(), xb, nullptr, rows.raw(), Tensor(), tile);
             }
+            const char *src = scratch;
+            for_each_row(ob, [&](char *dst) {
+                copy_lines(src, dst, static_cast<size_t>(width * element), true);
+                src += width * element;
+            });
             stream_fence();
         });
     }
@@ -232,93 +334,169 @@ struct RotaryKernel {
     }
 };
 
+// Outputs of at most this many bytes run on the calling thread: waking the thread pool
+// costs microseconds, more than such a kernel (a decode step: 40 KiB at (1, 32 + 8, 1, 128)
+// float32 in and out).
+constexpr int64_t kSerialOutputBytes = 64 * 1024;
+
 }  // namespace
 
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
                           const Scale &scale, const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options) {
-    const char *op = "apply_rotary_pos_emb";
-    require_rank(op, "freqs", freqs, 2, 2);
-    require_dtype(op, "freqs", freqs, DType::Float32, " (tables are float32)");
-    const int64_t rows = freqs.size(0), width = freqs.size(1);
-    if (width % 2) reject(op, "freqs", "an even last dimension", "shape " + freqs.shape_string());
-    require_unit_feature_stride(op, "freqs", freqs);
-    const std::string table = "(N, rotary_dim) = " + freqs.shape_string();
+    apply_rotary_pos_emb(kernels, q, k, RotaryTable::angles(freqs, scale), q_out, k_out, options);
+}
 
-    require_rank(op, "q", q, 2, 4);
-    const TypedKernels &typed = require_kernels(op, "q", kernels, q, options.pairing);
-    require_rank(op, "k", k, 2, 4);
-    require_dtype(op, "k", k, q.dtype(), " (the dtype of q)");
-    // The rotary part: the first rotary_dim features (all d unless given).
-    const int64_t d = q.size(-1);
+void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Tensor &k_arg, const RotaryTable &table,
+                          const Tensor &q_out_arg, const Tensor &k_out_arg, const RotaryOptions &options) {
+    const char *op = "apply_rotary_pos_emb";
+    const Positions &q_positions = options.positions;
+    const Positions &k_positions = options.k_positions ? *options.k_positions : options.positions;
+    const bool q_varlen = q_positions.kind() == Positions::Kind::Varlen;
+    const bool k_varlen = k_positions.kind() == Positions::Kind::Varlen;
+    const bool has_k = k_arg.defined() || k_out_arg.defined();
+
+    // q and k: rank 2 to 4 (varlen: (total, d) or (total, h, d)), one dtype.
+    require_rank(op, "q", q_arg, 2, q_varlen ? 3 : 4);
+    const TypedKernels &typed = require_kernels(op, "q", kernels, q_arg, options.pairing);
+    if (has_k) {
+        if (!k_arg.defined()) reject(op, "k", "a defined tensor (k_out is given)", "an undefined tensor");
+        require_rank(op, "k", k_arg, 2, k_varlen ? 3 : 4);
+        require_dtype(op, "k", k_arg, q_arg.dtype(), " (the dtype of q)");
+    }
+    const int64_t d = q_arg.size(-1);
     const int64_t rotary_dim = options.rotary_dim ? options.rotary_dim : d;
     if (rotary_dim < 0 || rotary_dim % 2 || rotary_dim > d) {
         reject(op, "rotary_dim", "an even number <= d = " + str(d) + " (the last dimension of q)", str(rotary_dim));
     }
-    if (width != rotary_dim) {
-        reject(op, "freqs", "last dimension " + str(rotary_dim) +
-                                (options.rotary_dim ? " (rotary_dim)" : " (the last dimension of q; rotary_dim not set)"),
-               "shape " + freqs.shape_string());
+    const char *width_why = options.rotary_dim ? " (rotary_dim)" : " (the last dimension of q; rotary_dim not set)";
+
+    // The table form: its tensors, and the table's rows N (positions must lie below).
+    const Tensor &first = table.first(), &second = table.second();
+    int64_t rows = int64_t(1) << 31;
+    switch (table.form()) {
+    case RotaryTable::Form::Angles:
+        require_rank(op, "freqs", first, 2, 2);
+        require_dtype(op, "freqs", first, DType::Float32, " (tables are float32)");
+        if (first.size(1) != rotary_dim) reject(op, "freqs", "last dimension " + str(rotary_dim) + width_why, "shape " + first.shape_string());
+        require_unit_feature_stride(op, "freqs", first);
+        rows = first.size(0);
+        break;
+    case RotaryTable::Form::CosSin:
+        for (const Named &t : {Named{"cos", &first}, Named{"sin", &second}}) {
+            require_rank(op, t.name, *t.tensor, 2, 2);
+            require_dtype(op, t.name, *t.tensor, DType::Float32, " (tables are float32)");
+            if (t.tensor->size(1) != rotary_dim / 2) {
+                reject(op, t.name, "last dimension " + str(rotary_dim / 2) + " (half of rotary_dim " + str(rotary_dim) + ")",
+                       "shape " + t.tensor->shape_string());
+            }
+            require_unit_feature_stride(op, t.name, *t.tensor);
+        }
+        require_same_shape(op, "sin", second, first, " (the shape of cos)");
+        rows = first.size(0);
+        break;
+    case RotaryTable::Form::InvFreq:
+        require_rank(op, "inv_freq", first, 1, 1);
+        require_dtype(op, "inv_freq", first, DType::Float32, " (tables are float32)");
+        if (first.size(0) != rotary_dim / 2) {
+            reject(op, "inv_freq", "shape (" + str(rotary_dim / 2) + ",) (half of rotary_dim " + str(rotary_dim) + ")",
+                   "shape " + first.shape_string());
+        }
+        require_unit_feature_stride(op, "inv_freq", first);
+        for (const Named &p : {Named{"positions", nullptr}, Named{"k_positions", nullptr}}) {
+            const Positions &pos = p.name[0] == 'p' ? q_positions : k_positions;
+            if (pos.kind() == Positions::Kind::Aligned && (p.name[0] == 'p' || has_k)) {
+                reject(op, p.name, "given: the inv_freq form has no table to align rows to", "none (Zeta's alignment)");
+            }
+        }
+        break;
     }
-    for (const Named &x : {Named{"q", &q}, Named{"k", &k}}) {
+
+    for (const Named &x : {Named{"q", &q_arg}, Named{"k", &k_arg}}) {
+        if (!x.tensor->defined()) continue;
         if (x.tensor->size(-1) != d) {
             reject(op, x.name, "last dimension " + str(d) + " (the last dimension of q)", "shape " + x.tensor->shape_string());
         }
         require_unit_feature_stride(op, x.name, *x.tensor);
     }
-    if (q.size(-2) > rows) {
-        reject(op, "q", "at most " + str(rows) + " rows (the length of freqs " + table + ")",
-               "shape " + q.shape_string());
+    // Zeta's alignment: q on the last Lq rows of the table, k on all N.
+    if (q_positions.kind() == Positions::Kind::Aligned && q_arg.size(-2) > rows) {
+        reject(op, "q", "at most " + str(rows) + " rows (the length of the table; Zeta's alignment)",
+               "shape " + q_arg.shape_string());
     }
-    if (k.size(-2) != rows) {
-        reject(op, "k", str(rows) + " rows (the length of freqs " + table + ")", "shape " + k.shape_string());
+    if (has_k && k_positions.kind() == Positions::Kind::Aligned && k_arg.size(-2) != rows) {
+        reject(op, "k", str(rows) + " rows (the length of the table; Zeta's alignment)", "shape " + k_arg.shape_string());
     }
 
-    // scale: nothing, a number, a one-element tensor, or a table broadcastable to freqs.
-    const Tensor &s = scale.tensor();
-    double scale_value = scale.value();
+    // scale: nothing, a number, a one-element tensor, or a table broadcastable to (N, rotary_dim).
+    const Tensor &s = table.scale().tensor();
+    double scale_value = table.scale().value();
     bool use_table = false;
     if (s.defined()) {
         require_defined(op, "scale", s);  // with memory: a one-element scale is read here
         require_dtype(op, "scale", s, DType::Float32, " (tables are float32)");
+        const bool no_table = table.form() == RotaryTable::Form::InvFreq;
         if (s.numel() == 1) {
             scale_value = scalar_value(s);
-        } else if (s.rank() == 2 && (s.size(0) == rows || s.size(0) == 1) && (s.size(1) == width || s.size(1) == 1)) {
+        } else if (s.rank() == 2 && (s.size(0) == 1 || (!no_table && s.size(0) == rows)) &&
+                   (s.size(1) == rotary_dim || s.size(1) == 1)) {
             use_table = true;
         } else {
-            reject(op, "scale", "a scalar, a one-element tensor or a 2-D table broadcastable to " + table,
+            reject(op, "scale",
+                   "a scalar, a one-element tensor or a 2-D table broadcastable to " +
+                       (no_table ? "(1, " + str(rotary_dim) + ") (the inv_freq form has no rows)"
+                                 : "(N, rotary_dim) = (" + str(rows) + ", " + str(rotary_dim) + ")"),
                    "shape " + s.shape_string());
         }
     }
     const float scale_f32 = use_table ? 1.0f : require_positive_float(op, "scale", scale_value);
 
-    require_shape(op, "q_out", q_out, q.shape(), " (the shape of q)");
-    require_shape(op, "k_out", k_out, k.shape(), " (the shape of k)");
-    for (const Named &x : {Named{"q_out", &q_out}, Named{"k_out", &k_out}}) {
-        require_dtype(op, x.name, *x.tensor, q.dtype(), " (the dtype of q)");
+    // Outputs: the shapes and dtype of their inputs.
+    if (has_k && !k_out_arg.defined()) reject(op, "k_out", "a defined tensor (k is given)", "an undefined tensor");
+    require_defined(op, "q_out", q_out_arg);
+    require_same_shape(op, "q_out", q_out_arg, q_arg, " (the shape of q)");
+    if (has_k) require_same_shape(op, "k_out", k_out_arg, k_arg, " (the shape of k)");
+    for (const Named &x : {Named{"q_out", &q_out_arg}, Named{"k_out", &k_out_arg}}) {
+        if (!x.tensor->defined()) continue;
+        require_dtype(op, x.name, *x.tensor, q_arg.dtype(), " (the dtype of q)");
         require_unit_feature_stride(op, x.name, *x.tensor);
     }
-    require_same_device(op, {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}, {"q_out", &q_out},
-                             {"k_out", &k_out}});
-    require_disjoint(op, {{"q_out", &q_out, &q}, {"k_out", &k_out, &k}},
-                     {{"q", &q}, {"k", &k}, {"freqs", &freqs}, {"scale", &s}});
-    if (q.numel() == 0 && k.numel() == 0) return;
+    const char *first_name = table.form() == RotaryTable::Form::Angles   ? "freqs"
+                             : table.form() == RotaryTable::Form::CosSin ? "cos"
+                                                                         : "inv_freq";
+    require_same_device(op, {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s},
+                             {"q_out", &q_out_arg}, {"k_out", &k_out_arg}});
+    require_disjoint(op, {{"q_out", &q_out_arg, &q_arg}, {"k_out", &k_out_arg, &k_arg}},
+                     {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s}});
+
+    // The streams as the kernels see them (varlen: (h, total, d)) and their positions.
+    const Tensor q = q_varlen ? varlen_view(q_arg) : q_arg, q_out = q_varlen ? varlen_view(q_out_arg) : q_out_arg;
+    const Tensor k = k_varlen ? varlen_view(k_arg) : k_arg, k_out = k_varlen ? varlen_view(k_out_arg) : k_out_arg;
+    // Positions are checked even when there is nothing to rotate.
+    StreamRows q_rows(op, "positions", q_positions, q, rows, rows - q.size(-2), 0);
+    std::optional<StreamRows> k_rows;
+    if (has_k) k_rows.emplace(op, options.k_positions ? "k_positions" : "positions", k_positions, k, rows, 0, 1);
+    if (q.numel() == 0 && (!has_k || k.numel() == 0)) return;
 
     if (rotary_dim > 0) {
-        const RotaryKernel kernel{op, typed, options.pairing, use_table ? s : Tensor(), scale_f32};
+        const RotaryKernel kernel{op,    typed,           options.pairing, table.form(),      first, second,
+                                  use_table ? s : Tensor(), scale_f32,       options.conjugate, rotary_dim};
         const Tensor q_in = features(q, rotary_dim), k_in = features(k, rotary_dim);
         const Tensor q_res = features(q_out, rotary_dim), k_res = features(k_out, rotary_dim);
-        const bool in_place = same_view(q, q_out) || same_view(k, k_out);
-        const int64_t out_bytes = (q_res.numel() + k_res.numel()) * q.element_size();
+        const bool in_place = same_view(q, q_out) || (has_k && same_view(k, k_out));
+        const int64_t out_bytes = (q_res.numel() + (has_k ? k_res.numel() : 0)) * q.element_size();
         if (q.device() == Device::CPU && resolve_stores(options.stores, out_bytes, in_place) == Stores::Streaming) {
-            kernel.run_streamed(q_in, k_in, freqs, q_res, k_res);
+            kernel.run_streamed(q_in, k_in, q_rows, *(has_k ? &*k_rows : &q_rows), q_res, k_res);
+        } else if (q.device() == Device::CPU && out_bytes <= kSerialOutputBytes) {
+            const SerialKernels serial;
+            kernel.run(q_in, k_in, q_rows.raw(), has_k ? k_rows->raw() : nullptr, q_res, k_res);
         } else {
-            kernel.run(q_in, k_in, freqs, q_res, k_res);
+            kernel.run(q_in, k_in, q_rows.raw(), has_k ? k_rows->raw() : nullptr, q_res, k_res);
         }
     }
     // Partial rotary: the features past rotary_dim pass through (untouched in place).
     if (rotary_dim < d) {
         for (const auto &[in, out] : {std::pair{&q, &q_out}, std::pair{&k, &k_out}}) {
-            if (in->numel() && !same_view(*in, *out)) {
+            if (in->defined() && in->numel() && !same_view(*in, *out)) {
                 copy_features(kernels, op, in->narrow(-1, rotary_dim, d - rotary_dim),
                               out->narrow(-1, rotary_dim, d - rotary_dim));
             }

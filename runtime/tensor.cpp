@@ -14,6 +14,8 @@ halide_type_t halide_type(DType dtype) {
     case DType::Float32: return halide_type_t(halide_type_float, 32);
     case DType::Float16: return halide_type_t(halide_type_float, 16);
     case DType::BFloat16: return halide_type_t(halide_type_bfloat, 16);
+    case DType::Int32: return halide_type_t(halide_type_int, 32);
+    case DType::Int64: return halide_type_t(halide_type_int, 64);
     }
     throw Error("helix::Tensor: unknown dtype");
 }
@@ -71,6 +73,8 @@ std::string to_string(DType dtype) {
     case DType::Float32: return "float32";
     case DType::Float16: return "float16";
     case DType::BFloat16: return "bfloat16";
+    case DType::Int32: return "int32";
+    case DType::Int64: return "int64";
     }
     return "unknown";
 }
@@ -118,10 +122,10 @@ Tensor Tensor::wrap_device(Device device, uint64_t handle, const std::vector<int
 
 Tensor Tensor::from_halide(const Halide::Runtime::Buffer<> &buffer) {
     const halide_type_t t = buffer.type();
-    for (DType d : {DType::Float32, DType::Float16, DType::BFloat16}) {
+    for (DType d : {DType::Float32, DType::Float16, DType::BFloat16, DType::Int32, DType::Int64}) {
         if (halide_type(d) == t) return Tensor(Shares{}, buffer);
     }
-    detail::reject("Tensor::from_halide", "buffer", "a float32, float16 or bfloat16 buffer",
+    detail::reject("Tensor::from_halide", "buffer", "a float32, float16, bfloat16, int32 or int64 buffer",
                    "type code " + detail::str(int(t.code)) + " with " + detail::str(int(t.bits)) + " bits");
 }
 
@@ -166,6 +170,7 @@ Device Tensor::device() const { return detail::device_of(*buffer_.raw_buffer());
 DType Tensor::dtype() const {
     const halide_type_t t = buffer_.type();
     if (t.code == halide_type_bfloat) return DType::BFloat16;
+    if (t.code == halide_type_int) return t.bits == 64 ? DType::Int64 : DType::Int32;
     return t.bits == 16 ? DType::Float16 : DType::Float32;
 }
 

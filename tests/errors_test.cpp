@@ -471,6 +471,133 @@ TEST(EdgeCases, RankZeroTensorsAreDefined) {
     });
 }
 
+// ---- positions and table forms ------------------------------------------------------
+
+Tensor int_tensor(const std::vector<int64_t> &shape, std::initializer_list<int64_t> values, DType dtype = DType::Int32) {
+    Tensor t(shape, dtype);
+    int64_t i = 0;
+    for (int64_t v : values) {
+        if (dtype == DType::Int64) static_cast<int64_t *>(t.data())[i++] = v;
+        else static_cast<int32_t *>(t.data())[i++] = static_cast<int32_t>(v);
+    }
+    return t;
+}
+
+// q (2, 3, 8) and k (2, 5, 8) (rank 3: one batch of 2 heads) with positions on a 5-row table.
+struct PositionArgs : Args {
+    RotaryOptions options;
+    void apply_with(const RotaryTable &table) const { apply_rotary_pos_emb(q, k, table, q_out, k_out, options); }
+    void apply() const { apply_with(RotaryTable::angles(t.freqs, t.scale)); }
+};
+
+TEST(Errors, PositionsOutsideTheTable) {
+    PositionArgs a;
+    a.options.positions = Positions::start(1);  // k's 5 rows reach row 5
+    expect_error([&] { a.apply(); }, {"positions", "inside the table's rows [0, 5)", "rows at [1, 6)"});
+    a.options.positions = Positions::start(-1);
+    expect_error([&] { a.apply(); }, {"positions", "inside the table's rows [0, 5)", "= -1"});
+    a.options.positions = Positions::start(0);
+    a.options.k_positions = Positions::ids(int_tensor({5}, {0, 1, 2, 5, 3}, DType::Int64));
+    expect_error([&] { a.apply(); }, {"k_positions", "inside the table's rows [0, 5)", "ids[3] = 5"});
+    a.options.k_positions = Positions::ids(int_tensor({1, 5}, {0, 1, -2, 4, 3}));
+    expect_error([&] { a.apply(); }, {"k_positions", "ids[0, 2] = -2"});
+    a.options.k_positions = Positions::ids(int_tensor({5}, {0, 1, 2, int64_t(1) << 40, 3}, DType::Int64));
+    expect_error([&] { a.apply(); }, {"k_positions", "ids[3] = 1099511627776"});
+    a.options.k_positions.reset();
+    a.options.positions = Positions::offsets(int_tensor({1}, {1}));
+    expect_error([&] { a.apply(); }, {"positions", "offsets[0] + 4 = 5"});
+}
+
+TEST(Errors, PositionTensorsOfTheWrongDtypeOrShape) {
+    PositionArgs a;
+    a.options.positions = Positions::ids(Tensor({3}));
+    expect_error([&] { a.apply(); }, {"positions (ids)", "dtype int32 or int64", "float32"});
+    a.options.positions = Positions::ids(int_tensor({4}, {0, 1, 2, 3}));
+    expect_error([&] { a.apply(); }, {"positions (ids)", "shape (3,), (1, 3) or (1, 3)", "(4,)"});
+    a.options.positions = Positions::ids(int_tensor({2, 3}, {0, 1, 2, 0, 1, 2}));
+    expect_error([&] { a.apply(); }, {"positions (ids)", "(the rows of the tensor; its batches)", "(2, 3)"});
+    a.options.positions = Positions::ids(Tensor({1, 1, 3}, DType::Int32));
+    expect_error([&] { a.apply(); }, {"positions (ids)", "a rank 1 or 2 tensor", "(1, 1, 3)"});
+    a.options.positions = Positions::offsets(int_tensor({2}, {0, 0}));
+    expect_error([&] { a.apply(); }, {"positions (offsets)", "shape (1,) (one offset per sequence: the batch size)", "(2,)"});
+    a.options.positions = Positions::ids(Tensor());
+    expect_error([&] { a.apply(); }, {"positions (ids)", "undefined"});
+}
+
+TEST(Errors, VarlenCuSeqlensMalformed) {
+    PositionArgs a;
+    a.q = a.q_out = Tensor();
+    a.q = Tensor({6, 2, 8});  // (total, h, d)
+    a.q_out = Tensor({6, 2, 8});
+    a.k = a.k_out = Tensor();
+    auto with = [&](const Tensor &cu, const Tensor &offsets = {}) {
+        a.options.positions = Positions::varlen(cu, offsets);
+        a.apply();
+    };
+    expect_error([&] { with(int_tensor({3}, {0, 4, 5})); }, {"positions (cu_seqlens)", "to the token count 6", "from 0 to 5"});
+    expect_error([&] { with(int_tensor({3}, {1, 4, 6})); }, {"positions (cu_seqlens)", "values from 0", "from 1 to 6"});
+    expect_error([&] { with(int_tensor({4}, {0, 4, 3, 6})); },
+                 {"positions (cu_seqlens)", "non-decreasing", "cu_seqlens[2] = 3 < cu_seqlens[1] = 4"});
+    expect_error([&] { with(int_tensor({3}, {0, 4, 6}), int_tensor({3}, {0, 0, 0})); },
+                 {"positions (varlen offsets)", "shape (2,) (one per sequence of cu_seqlens)", "(3,)"});
+    expect_error([&] { with(int_tensor({3}, {0, 4, 6}), int_tensor({2}, {0, 4})); },
+                 {"positions", "inside the table's rows [0, 5)", "token 5 of sequence 1 (offset 4) = 5"});
+    expect_error([&] { with(Tensor({3})); }, {"positions (cu_seqlens)", "int32 or int64", "float32"});
+    a.q = Tensor({1, 6, 2, 8});
+    a.q_out = Tensor({1, 6, 2, 8});
+    expect_error([&] { with(int_tensor({2}, {0, 6})); }, {"q", "rank 2 to 3", "rank 4"});
+}
+
+TEST(Errors, TableFormsOfTheWrongShape) {
+    PositionArgs a;
+    a.options.positions = Positions::start(0);
+    a.k = Tensor({2, 3, 8});
+    a.k_out = Tensor({2, 3, 8});
+    expect_error([&] { a.apply_with(RotaryTable::cos_sin(Tensor({5, 8}), Tensor({5, 8}))); },
+                 {"cos", "last dimension 4 (half of rotary_dim 8)", "(5, 8)"});
+    expect_error([&] { a.apply_with(RotaryTable::cos_sin(Tensor({5, 4}), Tensor({6, 4}))); },
+                 {"sin", "shape (5, 4) (the shape of cos)", "(6, 4)"});
+    expect_error([&] { a.apply_with(RotaryTable::cos_sin_cache(Tensor({5, 7}))); }, {"cache", "rotary_dim even", "(5, 7)"});
+    expect_error([&] { a.apply_with(RotaryTable::inv_freq(Tensor({8}))); }, {"inv_freq", "shape (4,)", "(8,)"});
+    expect_error([&] { a.apply_with(RotaryTable::inv_freq(Tensor({4}), Tensor({5, 8}))); },
+                 {"scale", "(1, 8) (the inv_freq form has no rows)", "(5, 8)"});
+    expect_error([&] { a.apply_with(RotaryTable::inv_freq(int_tensor({4}, {1, 2, 3, 4}))); },
+                 {"inv_freq", "dtype float32", "int32"});
+    a.options.positions = Positions();
+    expect_error([&] { a.apply_with(RotaryTable::inv_freq(Tensor({4}))); },
+                 {"positions", "the inv_freq form has no table to align rows to"});
+    // A position tensor beyond the table of a cos/sin form.
+    a.options.positions = Positions::ids(int_tensor({3}, {0, 4, 2}));
+    expect_error([&] { a.apply_with(RotaryTable::cos_sin(Tensor({4, 4}), Tensor({4, 4}))); },
+                 {"positions", "inside the table's rows [0, 4)", "ids[1] = 4"});
+    // The no-table form takes any non-negative position below 2^31.
+    a.options.positions = Positions::ids(int_tensor({3}, {0, int64_t(1) << 31, 2}, DType::Int64));
+    expect_error([&] { a.apply_with(RotaryTable::inv_freq(Tensor({4}))); },
+                 {"positions", "[0, 2^31) (no table)", "ids[1] = 2147483648"});
+}
+
+TEST(Errors, KeyAndItsOutputTogether) {
+    PositionArgs a;
+    a.k_out = Tensor();
+    expect_error([&] { a.apply(); }, {"k_out", "a defined tensor (k is given)"});
+    PositionArgs b;
+    b.k = Tensor();
+    expect_error([&] { b.apply(); }, {"k", "a defined tensor (k_out is given)"});
+}
+
+// Positions are checked before anything is written: a bad position of k leaves q' unwritten.
+TEST(Errors, BadPositionsLeaveOutputsUntouched) {
+    PositionArgs a;
+    a.options.positions = Positions::start(0);
+    a.options.k_positions = Positions::ids(int_tensor({5}, {0, 1, 2, 3, 9}));
+    Halide::Runtime::Buffer<float>(a.q_out.to_halide()).fill(7.0f);
+    Halide::Runtime::Buffer<float>(a.k_out.to_halide()).fill(7.0f);
+    EXPECT_THROW(a.apply(), Error);
+    for (const Tensor *out : {&a.q_out, &a.k_out}) {
+        ref::for_each_index(out->shape(), [&](const std::vector<int64_t> &idx) { ASSERT_EQ(ref::element(*out, idx), 7.0f); });
+    }
+}
+
 // ---- nothing written when a check fails ---------------------------------------------
 
 TEST(Errors, RejectedCallsLeaveOutputsUntouched) {

@@ -203,6 +203,110 @@ TEST_P(GoldenVectors, PartialRotary) {
     check_apply("partial_interleaved_d20_r12", il.freqs, Scale(), {Pairing::Interleaved, 12});
 }
 
+// A rotation by cos/sin tables against torch with SPEC section 4's bound (no scale):
+// kGoldenTol * max(|x_j|, |x_pair(j)|); features past rotary_dim bit for bit.
+void expect_cos_sin_rotation_close(const Tensor &x, const Tensor &got, const Tensor &want, int64_t rotary_dim,
+                                   Pairing pairing, const std::string &what) {
+    ASSERT_EQ(got.shape(), want.shape()) << what;
+    const int64_t half = rotary_dim / 2;
+    int64_t inexact = 0;
+    ref::for_each_index(want.shape(), [&](const std::vector<int64_t> &idx) {
+        const int64_t j = idx.back();
+        const double g = ref::element(got, idx), w = ref::element(want, idx);
+        inexact += g != w;
+        if (j >= rotary_dim) {
+            ASSERT_EQ(g, w) << what << " pass-through at " << ::testing::PrintToString(idx);
+            return;
+        }
+        std::vector<int64_t> partner = idx;
+        partner.back() = pairing == Pairing::Interleaved ? (j ^ 1) : j < half ? j + half : j - half;
+        const double magnitude = std::max(std::fabs(ref::element(x, idx)), std::fabs(ref::element(x, partner)));
+        ASSERT_LE(std::fabs(g - w), kGoldenTol * magnitude) << what << " at " << ::testing::PrintToString(idx);
+    });
+    ::testing::Test::RecordProperty(what + "_not_bitwise_equal", std::to_string(inexact));
+}
+
+// flash-attention's apply_rotary_emb_torch with per-sequence offsets (seqlen_offsets), the
+// last sequence ending at the table's last row; x (b, s, h, d) viewed as (b, h, s, d);
+// partial rotary (16 of 24); int32 and int64 offsets.
+TEST_P(GoldenVectors, FlashAttentionSequenceOffsets) {
+    for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+        if (pairing == Pairing::Interleaved && !has_interleaved()) continue;
+        for (DType index : {DType::Int32, DType::Int64}) {
+            const std::string prefix = std::string("fa_offsets_") + (pairing == Pairing::HalfSplit ? "half_split" : "interleaved");
+            const Golden &g = golden();
+            const Tensor &x = g[prefix + "_x"];
+            const Tensor out(x.shape());
+            RotaryOptions options{pairing, 16};
+            options.positions = Positions::offsets(integers(g[prefix + "_offsets"], index));
+            run_apply_table(GetParam(), x.transpose(1, 2), Tensor(), RotaryTable::cos_sin(g[prefix + "_cos"], g[prefix + "_sin"]),
+                            out.transpose(1, 2), Tensor(), options);
+            expect_cos_sin_rotation_close(x, out, g[prefix + "_out"], 16, pairing, prefix + " " + to_string(index));
+        }
+    }
+}
+
+// flash-attention varlen: packed sequences of lengths 1, 3, 0 and 7 with offsets.
+TEST_P(GoldenVectors, FlashAttentionVarlen) {
+    const Golden &g = golden();
+    const Tensor &x = g["fa_varlen_x"];
+    const Tensor out(x.shape());
+    RotaryOptions options;
+    options.positions = Positions::varlen(integers(g["fa_varlen_cu_seqlens"]), integers(g["fa_varlen_offsets"]));
+    run_apply_table(GetParam(), x, Tensor(), RotaryTable::cos_sin(g["fa_varlen_cos"], g["fa_varlen_sin"]), out, Tensor(),
+                    options);
+    expect_cos_sin_rotation_close(x, out, g["fa_varlen_out"], 16, Pairing::HalfSplit, "varlen");
+}
+
+// vLLM's forward_native: unsorted, repeated positions into cos_sin_cache, partial rotary (16
+// of 32), NeoX and GPT-J styles; query (T, 4 * 32) and key (T, 2 * 32) viewed as (h, T, d).
+TEST_P(GoldenVectors, VllmCosSinCacheWithPositionIds) {
+    for (bool neox : {true, false}) {
+        if (!neox && !has_interleaved()) continue;
+        const Pairing pairing = neox ? Pairing::HalfSplit : Pairing::Interleaved;
+        const std::string prefix = neox ? "vllm_neox" : "vllm_gptj";
+        const Golden &g = golden();
+        auto heads = [](const Tensor &t, int64_t h) {
+            return Tensor::wrap(t.data(), {t.size(0), h, 32}).transpose(0, 1);
+        };
+        const Tensor &query = g[prefix + "_query"], &key = g[prefix + "_key"];
+        const Tensor query_out(query.shape()), key_out(key.shape());
+        RotaryOptions options{pairing, 16};
+        options.positions = Positions::ids(integers(g[prefix + "_positions"], DType::Int64));
+        run_apply_table(GetParam(), heads(query, 4), heads(key, 2), RotaryTable::cos_sin_cache(g[prefix + "_cache"]),
+                        heads(query_out, 4), heads(key_out, 2), options);
+        expect_cos_sin_rotation_close(heads(query, 4), heads(query_out, 4), heads(g[prefix + "_query_out"], 4), 16,
+                                      pairing, prefix + " query");
+        expect_cos_sin_rotation_close(heads(key, 2), heads(key_out, 2), heads(g[prefix + "_key_out"], 2), 16, pairing,
+                                      prefix + " key");
+    }
+}
+
+// The backward pass (conjugate) against torch.autograd: through Zeta's apply_rotary_pos_emb
+// with xPos (dq = s R(-a) dq', dk = R(-a) dk' / s), and through flash-attention's interleaved
+// form with per-sequence offsets.
+TEST_P(GoldenVectors, BackwardEqualsTorchAutograd) {
+    const Golden &g = golden();
+    const Tensor &freqs = g["backward_zeta_xpos_freqs"], &scale = g["backward_zeta_xpos_scale"];
+    const Tensor &dq_out = g["backward_zeta_xpos_grad_q_out"], &dk_out = g["backward_zeta_xpos_grad_k_out"];
+    const Tensor dq(dq_out.shape()), dk(dk_out.shape());
+    RotaryOptions options;
+    options.conjugate = true;
+    run_apply(GetParam(), dq_out, dk_out, freqs, scale, dq, dk, options);
+    expect_rotation_close(dq_out, dq, g["backward_zeta_xpos_grad_q"], freqs, scale, false, "dq");
+    expect_rotation_close(dk_out, dk, g["backward_zeta_xpos_grad_k"], freqs, scale, true, "dk");
+    if (!has_interleaved()) return;
+    const Tensor &grad = g["backward_fa_interleaved_grad_out"];
+    const Tensor dx(grad.shape());
+    RotaryOptions fa{Pairing::Interleaved, 0};
+    fa.conjugate = true;
+    fa.positions = Positions::offsets(integers(g["backward_fa_interleaved_offsets"]));
+    run_apply_table(GetParam(), grad.transpose(1, 2), Tensor(),
+                    RotaryTable::cos_sin(g["backward_fa_interleaved_cos"], g["backward_fa_interleaved_sin"]),
+                    dx.transpose(1, 2), Tensor(), fa);
+    expect_cos_sin_rotation_close(grad, dx, g["backward_fa_interleaved_grad_x"], 16, Pairing::Interleaved, "fa dx");
+}
+
 INSTANTIATE_TEST_SUITE_P(Schedules, GoldenVectors, ::testing::ValuesIn(kKernelSets), kernel_set_name);
 
 }  // namespace

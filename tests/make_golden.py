@@ -6,7 +6,8 @@ The functions below are Zeta's SinusoidalEmbeddings, rotate_half and apply_rotar
 (Zeta fixes 10000) and a scalar or absent scale works (Zeta's default crashes).
 
 Each array is written as raw little-endian float32 to <name>.f32 and listed in MANIFEST as
-"<name> <dim0> <dim1> ...". Torch is optional for helix (this script alone needs it):
+"<name> <dim0> <dim1> ..." (integer arrays too: positions, offsets and cu_seqlens are small
+integers, exact in float32). Torch is optional for helix (this script alone needs it):
     python -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy
     /tmp/torch/bin/python tests/make_golden.py
 """
@@ -90,6 +91,55 @@ def apply_rotary_pos_emb(q, k, freqs, scale=1):
     q = (q * q_freqs.cos() * scale) + (rotate_half(q) * q_freqs.sin() * scale)
     k = (k * freqs.cos() * inv_scale) + (rotate_half(k) * freqs.sin() * inv_scale)
     return q, k
+
+
+# Positions, table forms and the backward pass, as the peers' PyTorch references write
+# them (CPU-runnable).
+def fa_rotate_half(x, interleaved):
+    """flash-attention's rotate_half (flash_attn/layers/rotary.py)."""
+    if not interleaved:
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((-x2, x1), dim=-1)
+    return torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
+
+
+def fa_apply_rotary_emb_torch(x, cos, sin, interleaved=False):
+    """flash-attention's apply_rotary_emb_torch: x (b, s, h, d), cos and sin (s, rotary_dim / 2)
+    or (b, s, rotary_dim / 2), each column repeated for the two members of its pair
+    (einops "... d -> ... 1 (2 d)", or "(d 2)" interleaved)."""
+    ro_dim = cos.shape[-1] * 2
+    widen = (lambda t: t.repeat_interleave(2, dim=-1)) if interleaved else (lambda t: torch.cat((t, t), dim=-1))
+    cos, sin = widen(cos).unsqueeze(-2), widen(sin).unsqueeze(-2)
+    rot = x[..., :ro_dim]
+    return torch.cat([rot * cos + fa_rotate_half(rot, interleaved) * sin, x[..., ro_dim:]], dim=-1)
+
+
+def cos_sin_tables(rotary_dim, n, theta=10000):
+    """flash-attention's and vLLM's tables: cos and sin of t * inv_freq, (n, rotary_dim / 2)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float) / rotary_dim))
+    freqs = torch.einsum("i,j->ij", torch.arange(n, dtype=torch.float), inv_freq)
+    return freqs.cos(), freqs.sin()
+
+
+def vllm_forward_native(positions, query, key, head_size, cos_sin_cache, rotary_dim, is_neox_style):
+    """vLLM's RotaryEmbedding.forward_native: the cache rows of the token positions, the
+    first rotary_dim features of each head rotated (NeoX: halves; GPT-J: even/odd)."""
+    cos, sin = cos_sin_cache.index_select(0, positions.flatten()).chunk(2, dim=-1)
+
+    def rotate(x):
+        shape = x.shape
+        x = x.view(positions.numel(), -1, head_size)
+        x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+        c, s = cos.unsqueeze(-2), sin.unsqueeze(-2)
+        if is_neox_style:
+            x1, x2 = torch.chunk(x_rot, 2, dim=-1)
+        else:
+            x1, x2 = x_rot[..., ::2], x_rot[..., 1::2]
+        o1, o2 = x1 * c - x2 * s, x2 * c + x1 * s
+        o = torch.cat((o1, o2), dim=-1) if is_neox_style else torch.stack((o1, o2), dim=-1).flatten(-2)
+        return torch.cat((o, x_pass), dim=-1).reshape(shape)
+
+    return rotate(query), rotate(key)
 
 
 def main():
@@ -185,6 +235,60 @@ def main():
         q2, k2 = apply_rotary_partial(q, k, freqs, rotate=rotate_every_two if interleaved else rotate_half)
         for name, tensor in (("freqs", freqs), ("q", q), ("k", k), ("q_out", q2), ("k_out", k2)):
             save(f"{prefix}_{name}", tensor)
+
+    # flash-attention, per-sequence offsets (seqlen_offsets): sequence b uses the table rows
+    # [offsets[b], offsets[b] + s); the last one ends at the table's last row. Partial rotary.
+    for interleaved in (False, True):
+        prefix = f"fa_offsets_{'interleaved' if interleaved else 'half_split'}"
+        cos, sin = cos_sin_tables(16, 40)
+        x, offsets = randn(3, 5, 2, 24), torch.tensor([0, 7, 35])
+        out = torch.stack([fa_apply_rotary_emb_torch(x[b : b + 1], cos[o : o + 5], sin[o : o + 5], interleaved)[0]
+                           for b, o in enumerate(offsets.tolist())])
+        for name, tensor in (("x", x), ("cos", cos), ("sin", sin), ("offsets", offsets), ("out", out)):
+            save(f"{prefix}_{name}", tensor)
+
+    # flash-attention varlen: packed sequences of lengths 1, 3, 0 and 7 (cu_seqlens), token i of
+    # sequence s at offsets[s] + i.
+    cos, sin = cos_sin_tables(16, 20)
+    cu_seqlens, offsets, x = torch.tensor([0, 1, 4, 4, 11]), torch.tensor([2, 0, 5, 13]), randn(11, 2, 16)
+    out = torch.cat([fa_apply_rotary_emb_torch(x[None, cu_seqlens[i] : cu_seqlens[i + 1]],
+                                               cos[o : o + int(cu_seqlens[i + 1] - cu_seqlens[i])],
+                                               sin[o : o + int(cu_seqlens[i + 1] - cu_seqlens[i])])[0]
+                     for i, o in enumerate(offsets.tolist())])
+    for name, tensor in (("x", x), ("cos", cos), ("sin", sin), ("cu_seqlens", cu_seqlens), ("offsets", offsets),
+                         ("out", out)):
+        save(f"fa_varlen_{name}", tensor)
+
+    # vLLM: unsorted, repeated token positions into cos_sin_cache; partial rotary (16 of 32).
+    cos, sin = cos_sin_tables(16, 64)
+    cache = torch.cat((cos, sin), dim=-1)
+    positions = torch.tensor([5, 0, 63, 5, 17, 17, 2, 40, 63])
+    for neox in (True, False):
+        prefix = f"vllm_{'neox' if neox else 'gptj'}"
+        query, key = randn(9, 4 * 32), randn(9, 2 * 32)
+        q2, k2 = vllm_forward_native(positions, query, key, 32, cache, 16, neox)
+        for name, tensor in (("positions", positions), ("cache", cache), ("query", query), ("key", key),
+                             ("query_out", q2), ("key_out", k2)):
+            save(f"{prefix}_{name}", tensor)
+
+    # The backward pass: torch.autograd through Zeta's apply_rotary_pos_emb with xPos, and
+    # through flash-attention's (interleaved, per-sequence offsets).
+    emb = SinusoidalEmbeddings(dim=16, use_xpos=True, scale_base=32)
+    freqs, scale = emb(torch.zeros(10, 16))
+    q, k = randn(1, 2, 6, 16).requires_grad_(), randn(1, 1, 10, 16).requires_grad_()
+    grad_q, grad_k = randn(1, 2, 6, 16), randn(1, 1, 10, 16)
+    q2, k2 = apply_rotary_pos_emb(q, k, freqs, scale)
+    torch.autograd.backward((q2, k2), (grad_q, grad_k))
+    for name, tensor in (("freqs", freqs), ("scale", scale), ("grad_q_out", grad_q), ("grad_k_out", grad_k),
+                         ("grad_q", q.grad), ("grad_k", k.grad)):
+        save(f"backward_zeta_xpos_{name}", tensor)
+    cos, sin = cos_sin_tables(16, 12)
+    x, offsets, grad = randn(2, 4, 2, 16).requires_grad_(), torch.tensor([3, 8]), randn(2, 4, 2, 16)
+    out = torch.stack([fa_apply_rotary_emb_torch(x[b : b + 1], cos[o : o + 4], sin[o : o + 4], True)[0]
+                       for b, o in enumerate(offsets.tolist())])
+    out.backward(grad)
+    for name, tensor in (("cos", cos), ("sin", sin), ("offsets", offsets), ("grad_out", grad), ("grad_x", x.grad)):
+        save(f"backward_fa_interleaved_{name}", tensor)
 
     (OUT / "MANIFEST").write_text("\n".join(manifest) + "\n")
     print(f"wrote {len(manifest)} arrays to {OUT} with torch {torch.__version__}")

@@ -1,7 +1,8 @@
 // Randomized API test: a seeded generator of thousands of calls over the whole argument
 // space of the three operations (ranks, extents 0/1/odd/large, padded, transposed,
 // reversed and broadcast views, every scale form, q shorter than k, windows of tables,
-// storage types, pairings, partial rotary, in place and partly in place),
+// storage types, pairings, partial rotary, in place and partly in place, positions
+// (start, offsets, ids; q's and k's own), table forms and the backward pass),
 // run on every kernel set of this binary (and, through ctest's HELIX_TEST_ISA runs, every
 // ISA branch). A case is valid by construction or carries exactly one defect:
 //   valid     -> the call succeeds and matches the float64 reference (SPEC section 4);
@@ -149,6 +150,52 @@ std::pair<DType, Pairing> pick_kernels(const KernelSet &set, Generator &g) {
     return {dtype, pairing};
 }
 
+// The positions of one stream of a positioned case: how helix is told, and the position
+// of an element (computed here, independently).
+struct PositionsPlan {
+    Positions positions;
+    std::function<int64_t(const std::vector<int64_t> &)> of;
+};
+
+// Random positions for a (..., rows, d) tensor of rank 2 to 4 on an n-row table (n > 0):
+// a start, per-sequence offsets (int32/int64) or position ids ((rows,) or (b, rows)).
+PositionsPlan random_positions(Generator &g, const Tensor &x, int64_t n, const std::string &name) {
+    const int rank = x.rank();
+    const int64_t rows = x.size(-2), batches = rank == 4 ? x.size(0) : 1;
+    auto row_of = [rank](const std::vector<int64_t> &i) { return i[rank - 2]; };
+    auto batch_of = [rank](const std::vector<int64_t> &i) { return rank == 4 ? i[0] : 0; };
+    const DType index = g.chance(50) ? DType::Int64 : DType::Int32;
+    auto put = [&](Tensor &t, int64_t i, int64_t v) {
+        if (index == DType::Int64) static_cast<int64_t *>(t.data())[i] = v;
+        else static_cast<int32_t *>(t.data())[i] = static_cast<int32_t>(v);
+    };
+    switch (g.below(3)) {
+    case 0: {
+        const int64_t first = g.below(n - rows + 1);
+        g.log += "; " + name + " start " + std::to_string(first);
+        return {Positions::start(first), [=](const std::vector<int64_t> &i) { return first + row_of(i); }};
+    }
+    case 1: {
+        Tensor offsets({batches}, index);
+        std::vector<int64_t> values;
+        for (int64_t b = 0; b < batches; b++) put(offsets, b, values.emplace_back(g.below(n - rows + 1)));
+        g.log += "; " + name + " offsets " + to_string(index);
+        return {Positions::offsets(offsets),
+                [=](const std::vector<int64_t> &i) { return values[batch_of(i)] + row_of(i); }};
+    }
+    default: {
+        const bool per_batch = g.chance(50);
+        Tensor ids(per_batch ? std::vector<int64_t>{batches, rows} : std::vector<int64_t>{rows}, index);
+        std::vector<int64_t> values;
+        for (int64_t e = 0; e < ids.numel(); e++) put(ids, e, values.emplace_back(g.below(n)));
+        g.log += "; " + name + " ids " + to_string(index) + (per_batch ? " per batch" : "");
+        return {Positions::ids(ids), [=](const std::vector<int64_t> &i) {
+                    return values[(per_batch ? batch_of(i) * rows : 0) + row_of(i)];
+                }};
+    }
+    }
+}
+
 Case apply_case(const KernelSet &set, Generator &g) {
     const auto picked = pick_kernels(set, g);
     const DType dtype = picked.first;
@@ -217,9 +264,65 @@ Case apply_case(const KernelSet &set, Generator &g) {
     }
     const Tensor q_before = q.contiguous(), k_before = k.contiguous();  // what in place overwrites
 
+    // Positioned (40%, with a table of rows): positions for q (and k's own, or the same),
+    // a table form, the backward pass.
+    const bool positioned = n > 0 && g.chance(40);
+    RotaryTable::Form form = RotaryTable::Form::Angles;
+    Tensor cos, sin;
+    const Tensor inv_freq = emb.inv_freq();
+    PositionsPlan q_plan, k_plan;
+    if (positioned) {
+        form = g.pick<RotaryTable::Form>({RotaryTable::Form::Angles, RotaryTable::Form::CosSin, RotaryTable::Form::InvFreq});
+        options.conjugate = g.chance(50);
+        g.log += "; form " + to_string(form) + (options.conjugate ? " conjugate" : "");
+        if (form != RotaryTable::Form::Angles && (scale.tensor().defined() && scale.tensor().size(0) > 1)) {
+            scale = Scale();  // a table of rows only for angles here
+            g.log += " (no scale)";
+        }
+        cos = Tensor({n, rotary_dim / 2});
+        sin = Tensor({n, rotary_dim / 2});
+        ref::for_each_index(cos.shape(), [&](const std::vector<int64_t> &i) {
+            const double a = ref::element(freqs, {i[0], pairing == Pairing::HalfSplit ? i[1] : 2 * i[1]});
+            ref::element(cos, i) = static_cast<float>(std::cos(a));
+            ref::element(sin, i) = static_cast<float>(std::sin(a));
+        });
+        q_plan = random_positions(g, q, n, "q");
+        const bool shared = g.chance(30) && q.rank() == k.rank() && q.size(-2) == k.size(-2) &&
+                            (k.rank() < 4 || k.size(0) == q.size(0));
+        k_plan = shared ? q_plan : random_positions(g, k, n, "k");
+        options.positions = q_plan.positions;
+        if (!shared) options.k_positions = k_plan.positions;
+        if (shared) g.log += "; k at q's positions";
+    }
+
     std::string defect;
-    if (g.chance(35)) {
-        switch (g.below(15)) {
+    if (positioned && g.chance(35)) {
+        Tensor bad_ids({q.size(-2)}, DType::Int32);
+        switch (g.below(4)) {
+        case 0:
+            if (form != RotaryTable::Form::InvFreq) {
+                options.positions = Positions::start(n - q.size(-2) + 1);  // one row past the table
+                defect = "positions";
+            }
+            break;
+        case 1:
+            options.positions = Positions::ids(Tensor({q.size(-2)}));  // float32
+            defect = "positions";
+            break;
+        case 2:
+            if (q.size(-2) > 0) {
+                static_cast<int32_t *>(bad_ids.data())[0] = -1 - static_cast<int32_t>(g.below(3));
+                options.positions = Positions::ids(bad_ids);
+                defect = "positions";
+            }
+            break;
+        default:
+            options.positions = Positions::offsets(Tensor({(q.rank() == 4 ? q.size(0) : 1) + 1}, DType::Int32));
+            defect = "positions";
+        }
+        if (!defect.empty()) g.log += "; defect in " + defect;
+    } else if (g.chance(35)) {
+        switch (positioned ? g.pick<int64_t>({1, 2, 3, 7, 8, 9, 10, 11, 12, 14}) : g.below(15)) {
         case 0: freqs = Tensor({n, rotary_dim, 1}); defect = "freqs"; break;
         case 1: q = g.view({d}, true, dtype); defect = "q"; break;
         case 2: k = g.view({1, 1, 1, n, d}, true, dtype); defect = "k"; break;
@@ -253,6 +356,35 @@ Case apply_case(const KernelSet &set, Generator &g) {
         if (!defect.empty()) g.log += "; defect in " + defect;
     }
     const KernelSet *s = &set;
+    if (positioned) {
+        const RotaryTable table = form == RotaryTable::Form::Angles   ? RotaryTable::angles(freqs, scale)
+                                  : form == RotaryTable::Form::CosSin ? RotaryTable::cos_sin(cos, sin, scale)
+                                                                      : RotaryTable::inv_freq(inv_freq, scale);
+        auto coefficients = [=](const PositionsPlan &plan, bool inverse) {
+            return [=](const std::vector<int64_t> &i) {
+                const int64_t p = plan.of(i), j = i.back(), f = ref::frequency_of(j, rotary_dim, pairing);
+                double c, sn;
+                if (form == RotaryTable::Form::CosSin) {
+                    c = ref::element(cos, {p, f});
+                    sn = ref::element(sin, {p, f});
+                } else {
+                    const double a = form == RotaryTable::Form::Angles ? double(ref::element(freqs, {p, j}))
+                                                                       : double(float(p) * ref::element(inv_freq, {f}));
+                    c = std::cos(a);
+                    sn = std::sin(a);
+                }
+                const double sc = scale_at(scale, p, j);
+                return Coefficients{c, options.conjugate ? -sn : sn, inverse ? 1.0 / sc : sc};
+            };
+        };
+        return Case{[=] { run_apply_table(*s, q, k, table, q_out, k_out, options); },
+                    {q_out, k_out},
+                    defect,
+                    [=] {
+                        check_rotation_with(q_before, q_out, coefficients(q_plan, false), 4e-6, "q'", options);
+                        check_rotation_with(k_before, k_out, coefficients(k_plan, true), 4e-6, "k'", options);
+                    }};
+    }
     return Case{[=] { run_apply(*s, q, k, freqs, scale, q_out, k_out, options); },
                 {q_out, k_out},
                 defect,

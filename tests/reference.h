@@ -150,17 +150,16 @@ inline void store(const Tensor &t, const std::vector<int64_t> &idx, double x) {
     }
 }
 
-// One element of a rotation x' = x cos(a) s + rotate_half(x) sin(a) s, in float64, with the
+// One element of a rotation x' = x cos s + rotate_half(x) sin s, in float64, with the
 // bound of SPEC section 4: |x' - ref| <= tol * s * max(|x_j|, |x_pair(j)|).
 struct Rotated {
     double value;
     double magnitude;  // s * max(|x_j|, |x_pair(j)|)
 };
 
-inline Rotated rotate(double x_self, double x_partner, bool first_half, double angle, double s) {
+inline Rotated rotate(double x_self, double x_partner, bool first_half, double cos, double sin, double s) {
     const double rotated = first_half ? -x_partner : x_partner;
-    return {(x_self * std::cos(angle) + rotated * std::sin(angle)) * s,
-            std::fabs(s) * std::max(std::fabs(x_self), std::fabs(x_partner))};
+    return {(x_self * cos + rotated * sin) * s, std::fabs(s) * std::max(std::fabs(x_self), std::fabs(x_partner))};
 }
 
 }  // namespace helix::ref

@@ -378,6 +378,190 @@ TEST_P(ApplyRotary, StreamedStoresMatchOrdinaryOverManyTiles) {
     }
 }
 
+// One body over every position mode x table form x direction the set has, for every storage
+// type and pairing, in place and out of place, with each store choice (SPEC section 2):
+// Zeta's alignment, a start offset, per-sequence offsets (int32 and int64), position ids
+// (per batch, unsorted and repeated, q and k at different positions) and packed varlen
+// batches (sequence lengths 0, 1, 3 and 7, with offsets); tables as angles (xPos), cos/sin
+// (a number as scale) and none (inv_freq); forward and backward (conjugate). Positions reach
+// the table's last row. Each against the float64 reference, computed here from the same
+// inputs: the position of every row, its table entries, the scale.
+TEST_P(ApplyRotary, EveryPositionModeTableFormAndDirection) {
+    std::mt19937 rng(909);
+    const int64_t n_table = 40, b = 2, q_heads = 3, k_heads = 2, q_rows = 5, k_rows = 7, d = 20;
+    enum class Mode { Aligned, Start, Offsets32, Offsets64, Ids, Varlen };
+    const Mode modes[] = {Mode::Aligned, Mode::Start, Mode::Offsets32, Mode::Offsets64, Mode::Ids, Mode::Varlen};
+    const char *mode_names[] = {"aligned", "start", "offsets int32", "offsets int64", "ids", "varlen"};
+    // Varlen: 4 sequences of lengths 0, 1, 3, 7 packed (11 tokens), the third at the table's end.
+    const std::vector<int32_t> cu{0, 0, 1, 4, 11}, varlen_offsets{9, 3, n_table - 3, 5};
+    const std::vector<int64_t> seq_offsets{n_table - k_rows, 0};
+    const std::vector<int32_t> q_ids{n_table - 1, 3, 3, 0, 17, 17, 2, n_table - 1, 9, 9};  // (b, q_rows)
+    const std::vector<int32_t> k_ids{6, 0, n_table - 1, 6, 1, 30, 2};                     // (k_rows,)
+    auto int_tensor = [](const std::vector<int64_t> &shape, const auto &values, DType dtype) {
+        Tensor t(shape, dtype);
+        for (size_t i = 0; i < values.size(); i++) {
+            if (dtype == DType::Int64) static_cast<int64_t *>(t.data())[i] = values[i];
+            else static_cast<int32_t *>(t.data())[i] = static_cast<int32_t>(values[i]);
+        }
+        return t;
+    };
+    for (DType dtype : element_types(GetParam())) {
+        for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+            if (!GetParam().get().find(dtype, pairing)) continue;
+            for (int64_t rotary_dim : {d, int64_t(12)}) {
+                const SinusoidalEmbeddings emb(rotary_dim, 48.0, true, 10000.0, pairing);
+                const RotaryTables t = tables(emb, n_table);
+                const Tensor inv_freq = emb.inv_freq();
+                // cos and sin (N, rotary_dim / 2) in float32, from the angle table.
+                const Tensor cos({n_table, rotary_dim / 2}), sin({n_table, rotary_dim / 2});
+                for (int64_t p = 0; p < n_table; p++) {
+                    for (int64_t i = 0; i < rotary_dim / 2; i++) {
+                        const double a = t.freqs.at({p, pairing == Pairing::HalfSplit ? i : 2 * i});
+                        cos.at({p, i}) = static_cast<float>(std::cos(a));
+                        sin.at({p, i}) = static_cast<float>(std::sin(a));
+                    }
+                }
+                for (RotaryTable::Form form : {RotaryTable::Form::Angles, RotaryTable::Form::CosSin, RotaryTable::Form::InvFreq}) {
+                    const double number = form == RotaryTable::Form::CosSin ? 1.5 : 0.75;
+                    const RotaryTable table = form == RotaryTable::Form::Angles   ? RotaryTable::angles(t.freqs, t.scale)
+                                              : form == RotaryTable::Form::CosSin ? RotaryTable::cos_sin(cos, sin, number)
+                                                                                  : RotaryTable::inv_freq(inv_freq, number);
+                    for (Mode mode : modes) {
+                        if (mode == Mode::Aligned && form == RotaryTable::Form::InvFreq) continue;  // no table to align to
+                        const bool varlen = mode == Mode::Varlen;
+                        RotaryOptions options{pairing, rotary_dim == d ? 0 : rotary_dim};
+                        int64_t kn = k_rows;
+                        switch (mode) {
+                        case Mode::Aligned: kn = n_table; break;
+                        case Mode::Start: options.positions = Positions::start(n_table - k_rows); break;
+                        case Mode::Offsets32:
+                        case Mode::Offsets64:
+                            options.positions = Positions::offsets(
+                                int_tensor({b}, seq_offsets, mode == Mode::Offsets64 ? DType::Int64 : DType::Int32));
+                            break;
+                        case Mode::Ids:
+                            options.positions = Positions::ids(int_tensor({b, q_rows}, q_ids, DType::Int32));
+                            options.k_positions = Positions::ids(int_tensor({k_rows}, k_ids, DType::Int64));
+                            break;
+                        case Mode::Varlen:
+                            options.positions = Positions::varlen(int_tensor({5}, cu, DType::Int32),
+                                                                  int_tensor({4}, varlen_offsets, DType::Int32));
+                            break;
+                        }
+                        // The position of an element of q or k (independently of helix).
+                        auto position = [&](bool is_k, const std::vector<int64_t> &idx) -> int64_t {
+                            const int64_t row = varlen ? idx[0] : idx[2], batch = varlen ? 0 : idx[0];
+                            switch (mode) {
+                            case Mode::Aligned: return is_k ? row : n_table - q_rows + row;
+                            case Mode::Start: return n_table - k_rows + row;
+                            case Mode::Offsets32:
+                            case Mode::Offsets64: return seq_offsets[batch] + row;
+                            case Mode::Ids: return is_k ? k_ids[row] : q_ids[batch * q_rows + row];
+                            case Mode::Varlen: {
+                                int64_t s = 0;
+                                while (cu[s + 1] <= row) s++;
+                                return varlen_offsets[s] + row - cu[s];
+                            }
+                            }
+                            return -1;
+                        };
+                        const Tensor q = random_tensor(varlen ? std::vector<int64_t>{11, q_heads, d}
+                                                              : std::vector<int64_t>{b, q_heads, q_rows, d},
+                                                       Layout::PaddedRows, rng, dtype);
+                        const Tensor k = random_tensor(varlen ? std::vector<int64_t>{11, k_heads, d}
+                                                              : std::vector<int64_t>{b, k_heads, kn, d},
+                                                       Layout::HeadsTransposed, rng, dtype);
+                        for (bool conjugate : {false, true}) {
+                            options.conjugate = conjugate;
+                            auto coefficients = [&](bool is_k) {
+                                return [&, is_k](const std::vector<int64_t> &idx) {
+                                    const int64_t p = position(is_k, idx), j = idx.back();
+                                    const int64_t i = ref::frequency_of(j, rotary_dim, pairing);
+                                    double c, sn, s;
+                                    if (form == RotaryTable::Form::CosSin) {
+                                        c = cos.at({p, i});
+                                        sn = sin.at({p, i});
+                                    } else {
+                                        const double a = form == RotaryTable::Form::Angles
+                                                             ? double(t.freqs.at({p, j}))
+                                                             : double(static_cast<float>(p) * inv_freq.at({i}));
+                                        c = std::cos(a);
+                                        sn = std::sin(a);
+                                    }
+                                    s = form == RotaryTable::Form::Angles ? t.scale.at({p, j}) : number;
+                                    return Coefficients{c, conjugate ? -sn : sn, is_k ? 1.0 / s : s};
+                                };
+                            };
+                            for (bool in_place : {false, true}) {
+                                for (Stores stores : stores_choices(GetParam())) {
+                                    options.stores = stores;
+                                    const std::string what = to_string(dtype) + " " + to_string(pairing) + " rotary_dim " +
+                                                             std::to_string(rotary_dim) + " " + to_string(form) + " " +
+                                                             mode_names[int(mode)] + (conjugate ? " conjugate" : "") +
+                                                             (in_place ? " in place" : "") + " stores " + to_string(stores);
+                                    const Tensor q_in = q.contiguous(), k_in = k.contiguous();
+                                    const Tensor q_out = in_place ? q : make_tensor(q.shape(), Layout::HeadsTransposed, dtype);
+                                    const Tensor k_out = in_place ? k : make_tensor(k.shape(), Layout::PaddedRows, dtype);
+                                    run_apply_table(GetParam(), q, k, table, q_out, k_out, options);
+                                    check_rotation_with(q_in, q_out, coefficients(false), kTol, what + " q'", options);
+                                    check_rotation_with(k_in, k_out, coefficients(true), kTol, what + " k'", options);
+                                    if (in_place) {
+                                        q.copy_from(q_in);
+                                        k.copy_from(k_in);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// The no-table form computes the angle the angle table holds: bit for bit the same results.
+TEST_P(ApplyRotary, InvFreqFormEqualsTheAngleTableBitForBit) {
+    std::mt19937 rng(4);
+    const int64_t n = 300, d = 64;
+    for (DType dtype : element_types(GetParam())) {
+        const SinusoidalEmbeddings emb(d, std::nullopt, false, 500000.0);
+        const RotaryTables t = tables(emb, n);
+        const Tensor q = random_tensor({1, 4, n, d}, Layout::Contiguous, rng, dtype);
+        const Tensor k = random_tensor({1, 2, n, d}, Layout::Contiguous, rng, dtype);
+        Tensor out[2][2];
+        for (int form = 0; form < 2; form++) {
+            out[form][0] = Tensor(q.shape(), dtype);
+            out[form][1] = Tensor(k.shape(), dtype);
+            RotaryOptions options;
+            options.positions = Positions::start(0);
+            run_apply_table(GetParam(), q, k, form ? RotaryTable::inv_freq(emb.inv_freq()) : RotaryTable::angles(t.freqs),
+                            out[form][0], out[form][1], options);
+        }
+        expect_same_bits(out[0][0], out[1][0], to_string(dtype) + " q'");
+        expect_same_bits(out[0][1], out[1][1], to_string(dtype) + " k'");
+    }
+}
+
+// A forward then a backward (conjugate) call is the identity up to rounding, xPos included
+// (s R(a) then s R(-a) / s^2 ... : forward q' = s R q, backward with 1 / s as the scale).
+TEST_P(ApplyRotary, BackwardUndoesForwardWithoutScale) {
+    std::mt19937 rng(8);
+    const int64_t n = 33, d = 32;
+    const RotaryTables t = tables(SinusoidalEmbeddings(d), n);
+    const Tensor q = random_tensor({2, 3, n, d}, Layout::Contiguous, rng);
+    const Tensor k = random_tensor({2, 1, n, d}, Layout::Contiguous, rng);
+    const Tensor q1(q.shape()), k1(k.shape()), q2(q.shape()), k2(k.shape());
+    run_apply(GetParam(), q, k, t.freqs, Scale(), q1, k1);
+    RotaryOptions backward;
+    backward.conjugate = true;
+    run_apply(GetParam(), q1, k1, t.freqs, Scale(), q2, k2, backward);
+    for (const auto &[x, y] : {std::pair{q, q2}, std::pair{k, k2}}) {
+        ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
+            ASSERT_NEAR(ref::element(y, idx), ref::element(x, idx), 4 * kTol) << ::testing::PrintToString(idx);
+        });
+    }
+}
+
 TEST_P(ApplyRotary, EveryKindOfScale) {
     std::mt19937 rng(11);
     const int64_t n = 40, d = 24;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -73,6 +74,54 @@ inline void run_apply(const KernelSet &set, const Tensor &q, const Tensor &k, co
     detail::apply_rotary_pos_emb(set.get(), qd, kd, to_device(set, freqs), s, qo, ko, options);
     to_host(set, qo, q_out);
     to_host(set, ko, k_out);
+}
+
+// Positions whose tensors live on the set's device (as a GPU user would keep them).
+inline Positions positions_on(const KernelSet &set, const Positions &p) {
+    switch (p.kind()) {
+    case Positions::Kind::Offsets: return Positions::offsets(to_device(set, p.tensor()));
+    case Positions::Kind::Ids: return Positions::ids(to_device(set, p.tensor()));
+    case Positions::Kind::Varlen: return Positions::varlen(to_device(set, p.tensor()), to_device(set, p.offsets()));
+    default: return p;
+    }
+}
+
+// apply_rotary_pos_emb with any table form and positions on the set's device; k and k_out
+// may be undefined.
+inline void run_apply_table(const KernelSet &set, const Tensor &q, const Tensor &k, const RotaryTable &table,
+                            const Tensor &q_out, const Tensor &k_out, RotaryOptions options = {}) {
+    const Tensor qd = to_device(set, q), kd = to_device(set, k);
+    const Tensor qo = device_output_for(set, q_out, q, qd);
+    const Tensor ko = k_out.defined() ? device_output_for(set, k_out, k, kd) : Tensor();
+    const Tensor &st = table.scale().tensor();
+    const Scale scale = st.defined() ? Scale(to_device(set, st)) : table.scale();
+    RotaryTable t = table;
+    switch (table.form()) {
+    case RotaryTable::Form::Angles: t = RotaryTable::angles(to_device(set, table.first()), scale); break;
+    case RotaryTable::Form::CosSin:
+        t = RotaryTable::cos_sin(to_device(set, table.first()), to_device(set, table.second()), scale);
+        break;
+    case RotaryTable::Form::InvFreq: t = RotaryTable::inv_freq(to_device(set, table.first()), scale); break;
+    }
+    options.positions = positions_on(set, options.positions);
+    if (options.k_positions) options.k_positions = positions_on(set, *options.k_positions);
+    detail::apply_rotary_pos_emb(set.get(), qd, kd, t, qo, ko, options);
+    to_host(set, qo, q_out);
+    if (k_out.defined()) to_host(set, ko, k_out);
+}
+
+// An integer tensor of the values of a float32 one (golden arrays hold integers so).
+inline Tensor integers(const Tensor &values, DType dtype = DType::Int32) {
+    Tensor t(values.shape(), dtype);
+    for (int64_t i = 0; i < values.numel(); i++) {
+        const float v = static_cast<const float *>(values.contiguous().data())[i];
+        if (dtype == DType::Int64) {
+            static_cast<int64_t *>(t.data())[i] = static_cast<int64_t>(v);
+        } else {
+            static_cast<int32_t *>(t.data())[i] = static_cast<int32_t>(v);
+        }
+    }
+    return t;
 }
 
 inline std::string kernel_set_name(const ::testing::TestParamInfo<KernelSet> &info) { return info.param.name; }
@@ -161,22 +210,27 @@ inline double scale_at(const Scale &scale, int64_t row, int64_t j) {
     return ref::element(s, {s.size(0) == 1 ? 0 : row, s.size(1) == 1 ? 0 : j});
 }
 
-// Checks x' = rotation of x by the rows [first_row, first_row + n) of freqs, with scale
-// (inverse = true: 1 / scale, as for keys), against the float64 reference with the
-// bound of SPEC section 4: tol * s * max(|x_j|, |x_pair|), plus for float16/bfloat16
-// outputs one ulp of the storage type (the float32 result rounded once). The pairs are
-// those of options.pairing inside the first rotary_dim features; the features past it
-// must equal x bit for bit. Returns the largest error in units of that bound.
-inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &freqs, const Scale &scale,
-                             bool inverse, double tol, const std::string &what, const RotaryOptions &options = {}) {
-    const int64_t d = x.size(-1), n = x.size(-2);
+// The coefficients of one element of a rotation: out = x cos s + rotate(x) sin s.
+struct Coefficients {
+    double cos, sin, scale;
+};
+using CoefficientsAt = std::function<Coefficients(const std::vector<int64_t> &idx)>;
+
+// Checks x' = the rotation of x with the coefficients of each element against the float64
+// reference with the bound of SPEC section 4: tol * s * max(|x_j|, |x_pair|), plus for
+// float16/bfloat16 outputs one ulp of the storage type (the float32 result rounded once).
+// The pairs are those of options.pairing inside the first rotary_dim features; the
+// features past it must equal x bit for bit. Returns the largest error in units of that
+// bound.
+inline double check_rotation_with(const Tensor &x, const Tensor &out, const CoefficientsAt &at, double tol,
+                                  const std::string &what, const RotaryOptions &options = {}) {
+    const int64_t d = x.size(-1);
     const int64_t rotary_dim = options.rotary_dim ? options.rotary_dim : d, half = rotary_dim / 2;
     const bool split = options.pairing == Pairing::HalfSplit;
-    const int64_t first_row = freqs.size(0) - n;
     double worst = 0;
     int failures = 0;
     ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
-        const int64_t j = idx.back(), row = first_row + idx[idx.size() - 2];
+        const int64_t j = idx.back();
         const double got = ref::value(out, idx);
         if (j >= rotary_dim) {  // passed through
             const double in = ref::value(x, idx);
@@ -189,22 +243,35 @@ inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &f
         std::vector<int64_t> partner = idx;
         partner.back() = split ? (j < half ? j + half : j - half) : (j ^ 1);
         const bool first = split ? j < half : j % 2 == 0;
-        const double s_table = scale_at(scale, row, j);
-        const double s = inverse ? 1.0 / s_table : s_table;
-        const ref::Rotated expected =
-            ref::rotate(ref::value(x, idx), ref::value(x, partner), first, ref::element(freqs, {row, j}), s);
-        const double err = std::fabs(got - expected.value);
-        const double storage = out.dtype() == DType::Float32 ? 0.0 : ref::ulp(out.dtype(), expected.value);
-        const double bound = tol * expected.magnitude + storage;
-        if (std::isinf(got) && got == ref::round_to(out.dtype(), expected.value)) return;  // beyond the type's range
+        const Coefficients c = at(idx);
+        const ref::Rotated r = ref::rotate(ref::value(x, idx), ref::value(x, partner), first, c.cos, c.sin, c.scale);
+        const double expected = r.value, err = std::fabs(got - expected);
+        const double storage = out.dtype() == DType::Float32 ? 0.0 : ref::ulp(out.dtype(), expected);
+        const double bound = tol * r.magnitude + storage;
+        if (std::isinf(got) && got == ref::round_to(out.dtype(), expected)) return;  // beyond the type's range
         if (bound > 0) worst = std::max(worst, err / bound);
         if (!(err <= bound) && failures++ < 5) {
             ADD_FAILURE() << what << ": element (" << ::testing::PrintToString(idx) << ") = " << got << ", expected "
-                          << expected.value << " +- " << bound << " (row " << row << ", angle "
-                          << ref::element(freqs, {row, j}) << ", scale " << s << ")";
+                          << expected << " +- " << bound << " (cos " << c.cos << ", sin " << c.sin << ", scale "
+                          << c.scale << ")";
         }
     });
     return worst;
+}
+
+// Checks x' = rotation of x by the rows [first_row, first_row + n) of freqs (Zeta's
+// alignment: first_row = N - n), with scale (inverse = true: 1 / scale, as for keys).
+inline double check_rotation(const Tensor &x, const Tensor &out, const Tensor &freqs, const Scale &scale,
+                             bool inverse, double tol, const std::string &what, const RotaryOptions &options = {}) {
+    const int64_t first_row = freqs.size(0) - x.size(-2);
+    return check_rotation_with(
+        x, out,
+        [&](const std::vector<int64_t> &idx) {
+            const int64_t row = first_row + idx[idx.size() - 2], j = idx.back();
+            const double angle = ref::element(freqs, {row, j}), s = scale_at(scale, row, j);
+            return Coefficients{std::cos(angle), std::sin(angle), inverse ? 1.0 / s : s};
+        },
+        tol, what, options);
 }
 
 }  // namespace helix::test

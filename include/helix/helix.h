@@ -25,9 +25,9 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// Storage types a Tensor can hold. Kernels compute in float32 and exist for the types
-// listed by kernel_element_types(); the others are rejected by the operations.
-enum class DType { Float32, Float16, BFloat16 };
+// Storage types a Tensor can hold. Kernels compute in float32 and exist for the float types
+// listed by kernel_element_types(); the integer types hold positions (Positions).
+enum class DType { Float32, Float16, BFloat16, Int32, Int64 };
 
 std::string to_string(DType dtype);
 
@@ -132,6 +132,44 @@ enum class Stores { Auto, Ordinary, Streaming };
 
 std::string to_string(Stores stores);
 
+// Where the rows of q or k sit: the table row (the position) of row i of sequence s
+// (SPEC section 2). Position tensors are int32 or int64, on any device (they are read on
+// the host: every position is checked before anything is written, on every device).
+class Positions {
+public:
+    enum class Kind { Aligned, Start, Offsets, Ids, Varlen };
+
+    // Zeta's: q right-aligned to the table (row i of Lq at N - Lq + i, the KV-cache
+    // convention), k from row 0 (its N rows are the table's). Needs a table (N rows).
+    Positions() = default;
+    // Row i at first + i, in every sequence (a decode step at position p: start(p)).
+    static Positions start(int64_t first);
+    // Row i of sequence s at offsets[s] + i; offsets (b,) with b the batch size of the
+    // tensor (its size(-4), 1 below rank 4): flash-attention's seqlen_offsets.
+    static Positions offsets(const Tensor &offsets);
+    // Explicit positions: ids (n,) for every sequence, or (b, n) (HF position_ids, vLLM
+    // positions); any order, repeats allowed.
+    static Positions ids(const Tensor &ids);
+    // Packed variable-length batches (flash-attention varlen, TransformerEngine thd): the
+    // tensor is (total, h, d) (or (total, d)), sequence s is tokens
+    // [cu_seqlens[s], cu_seqlens[s + 1]) and token t of it sits at t - cu_seqlens[s]
+    // (+ offsets[s] when given). cu_seqlens (b + 1,) int32, from 0, non-decreasing, ending
+    // at total.
+    static Positions varlen(const Tensor &cu_seqlens, const Tensor &offsets = {});
+
+    Kind kind() const { return kind_; }
+    int64_t first() const { return first_; }
+    const Tensor &tensor() const { return tensor_; }    // offsets, ids or cu_seqlens
+    const Tensor &offsets() const { return offsets_; }  // varlen's offsets
+
+private:
+    Kind kind_ = Kind::Aligned;
+    int64_t first_ = 0;
+    Tensor tensor_, offsets_;
+};
+
+std::string to_string(Positions::Kind kind);
+
 // The switches of the rotary operations; the defaults are Zeta's.
 struct RotaryOptions {
     Pairing pairing = Pairing::HalfSplit;
@@ -140,6 +178,14 @@ struct RotaryOptions {
     // tables are then (N, rotary_dim). 0: all d features.
     int64_t rotary_dim = 0;
     Stores stores = Stores::Auto;
+    // The positions of q's rows, and of k's unless k_positions is given.
+    Positions positions;
+    std::optional<Positions> k_positions;
+    // Rotate by -angle: the backward pass. For q' = s R(a) q the gradient is
+    // dq = s R(-a) dq' (both members of a pair share s); for k' = R(a) k / s it is
+    // dk = R(-a) dk' / s. So the backward of a call is the same call on dq', dk' with
+    // conjugate set.
+    bool conjugate = false;
 };
 
 // freqs (N, dim) and scale: (N, dim) with xPos, else a one-element tensor holding 1.
@@ -170,6 +216,9 @@ public:
     // Rows [start, start + freqs.size(0)) of the tables of a seq_len-position sequence:
     // any window of a longer table, for example the newest rows during decoding.
     void window(int64_t seq_len, int64_t start, const Tensor &freqs, const Tensor &scale) const;
+    // inv_freq (dim / 2,) float32 on the CPU, the values of the angle table's frequencies:
+    // for RotaryTable::inv_freq.
+    Tensor inv_freq() const;
 
     int64_t dim() const { return dim_; }
     double theta() const { return theta_; }
@@ -201,6 +250,41 @@ private:
     double value_ = 1.0;
 };
 
+// The rotation of a position, in one of the forms models keep it (SPEC section 2), with a
+// scale (xPos; an attention factor) multiplying cos and sin of q and dividing those of k.
+// All float32, on the device of q and k.
+class RotaryTable {
+public:
+    enum class Form { Angles, CosSin, InvFreq };
+
+    // Zeta's angle table freqs (N, rotary_dim), as SinusoidalEmbeddings makes it.
+    static RotaryTable angles(const Tensor &freqs, const Scale &scale = {});
+    // cos and sin (N, rotary_dim / 2) each (flash-attention): column i serves the pair i
+    // (features i and i + rotary_dim / 2 half-split, 2i and 2i + 1 interleaved).
+    static RotaryTable cos_sin(const Tensor &cos, const Tensor &sin, const Scale &scale = {});
+    // vLLM's and FlashInfer's cos_sin_cache (max_position, rotary_dim): cos in the first
+    // half of each row, sin in the second. A view: cos_sin of its two halves.
+    static RotaryTable cos_sin_cache(const Tensor &cache, const Scale &scale = {});
+    // No table: the angle of position p and pair i is float32(p) * inv_freq[i] in the
+    // kernel (the value the angle table holds); inv_freq (rotary_dim / 2,)
+    // (SinusoidalEmbeddings::inv_freq, or a model's own). Positions must be given (there
+    // is no table to align to) and lie in [0, 2^31); the scale is a number or per feature
+    // (1, rotary_dim).
+    static RotaryTable inv_freq(const Tensor &inv_freq, const Scale &scale = {});
+
+    Form form() const { return form_; }
+    const Tensor &first() const { return first_; }    // freqs, cos or inv_freq
+    const Tensor &second() const { return second_; }  // sin
+    const Scale &scale() const { return scale_; }
+
+private:
+    Form form_ = Form::Angles;
+    Tensor first_, second_;
+    Scale scale_;
+};
+
+std::string to_string(RotaryTable::Form form);
+
 // rotate_half(x) = cat(-x2, x1) on the last dimension (half-split pairing); with
 // Pairing::Interleaved, HF GPT-J's rotate_every_two: (x0, x1) -> (-x1, x0) per pair
 // (2i, 2i + 1). Rank 1 to 4. out may be exactly x (in place).
@@ -219,6 +303,17 @@ std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k,
 // element with any input or the other output.
 void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs, const Scale &scale,
                           const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {});
+
+// apply_rotary_pos_emb with any table form (RotaryTable) and positions (options): q
+// (..., Lq, d) and k (..., Lk, d), rank 2 to 4 (varlen positions: (total, h, d) or
+// (total, d)); k and k_out may both be undefined (only q rotates). Every position must be a
+// row of the table; the outputs are as in apply_rotary_pos_emb. On the CPU, outputs of up
+// to 64 KiB (a decode step) run on the calling thread, and a call allocates nothing on the
+// heap once a call of its shape has run on the thread (tests/decode_test.cpp).
+std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table,
+                                               const RotaryOptions &options = {});
+void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table, const Tensor &q_out,
+                          const Tensor &k_out, const RotaryOptions &options = {});
 
 // Threads used by the kernels (default: one per core). Returns the previous value.
 int set_num_threads(int threads);
