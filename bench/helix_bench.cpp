@@ -278,40 +278,46 @@ Tensor random_positions(const std::vector<int64_t> &shape) {
     return kDevice == Device::CPU ? ids : ids.to(kDevice);
 }
 
+// q and k of the positions cases with outputs, and the best copy of their bytes.
+struct QK {
+    Tensor q, k, q_out, k_out;
+    double bytes;  // q and k once
+    double copy_rate;
+};
+
+QK qk_data(const std::vector<int64_t> &q_shape, const std::vector<int64_t> &k_shape,
+           helix::DType dtype = helix::DType::Float32) {
+    QK d{random_tensor(q_shape, dtype), random_tensor(k_shape, dtype), random_tensor(q_shape, dtype),
+         random_tensor(k_shape, dtype), 0, 0};
+    d.bytes = double(d.q.numel() + d.k.numel()) * d.q.element_size();
+    d.copy_rate = best_rate(2 * d.bytes, d.k_out, [&](CopyKind kind) {
+        copy(d.q, d.q_out, kind);
+        copy(d.k, d.k_out, kind);
+    });
+    return d;
+}
+
 // One decode step: q (b, 32, 1, 128) and k (b, 8, 1, 128) rotated in place, each sequence at
 // its own position (position ids (b, 1)): the whole call, checks and all.
 void decode_step(benchmark::State &state, const Variant &v, int64_t batch, helix::DType dtype,
                  helix::RotaryTable::Form form) {
-    const Tensor q = random_tensor({batch, kPosQHeads, 1, kPosDim}, dtype);
-    const Tensor k = random_tensor({batch, kPosKHeads, 1, kPosDim}, dtype);
-    const Tensor q_out = random_tensor(q.shape(), dtype), k_out = random_tensor(k.shape(), dtype);
-    const double qk = double(q.numel() + k.numel()) * q.element_size();
-    const double copy_rate = best_rate(2 * qk, k_out, [&](CopyKind kind) {
-        copy(q, q_out, kind);
-        copy(k, k_out, kind);
-    });
+    const QK d = qk_data({batch, kPosQHeads, 1, kPosDim}, {batch, kPosKHeads, 1, kPosDim}, dtype);
     const helix::RotaryTable table = positions_table(form);
     helix::RotaryOptions options;
     options.positions = helix::Positions::ids(random_positions({batch, 1}));
-    run(state, 2 * qk + table_bytes(form, batch), double(q.numel() + k.numel()), copy_rate, k,
-        [&] { helix::detail::apply_rotary_pos_emb(v.get(), q, k, table, q, k, options); });
+    run(state, 2 * d.bytes + table_bytes(form, batch), double(d.q.numel() + d.k.numel()), d.copy_rate, d.k,
+        [&] { helix::detail::apply_rotary_pos_emb(v.get(), d.q, d.k, table, d.q, d.k, options); });
 }
 
 // The decode step as Zeta's API does it: the table's newest row (SinusoidalEmbeddings::window)
 // then the aligned apply; batch 1. What the position ids replace.
 void decode_step_window(benchmark::State &state, const Variant &v) {
-    const Tensor q = random_tensor({1, kPosQHeads, 1, kPosDim}), k = random_tensor({1, kPosKHeads, 1, kPosDim});
+    const QK d = qk_data({1, kPosQHeads, 1, kPosDim}, {1, kPosKHeads, 1, kPosDim});
     const Tensor freqs({1, kPosDim}, helix::DType::Float32, kDevice), scale({1}, helix::DType::Float32, kDevice);
     const helix::SinusoidalEmbeddings emb(kPosDim, std::nullopt, false, 500000.0);
-    const double qk = double(q.numel() + k.numel()) * q.element_size();
-    const Tensor q_out = random_tensor(q.shape()), k_out = random_tensor(k.shape());
-    const double copy_rate = best_rate(2 * qk, k_out, [&](CopyKind kind) {
-        copy(q, q_out, kind);
-        copy(k, k_out, kind);
-    });
-    run(state, 2 * qk, double(q.numel() + k.numel()), copy_rate, k, [&] {
+    run(state, 2 * d.bytes, double(d.q.numel() + d.k.numel()), d.copy_rate, d.k, [&] {
         helix::detail::sinusoidal_window(v.get(), emb, kPosTableRows, kPosTableRows - 1, freqs, scale);
-        helix::detail::apply_rotary_pos_emb(v.get(), q, k, freqs, scale, q, k);
+        helix::detail::apply_rotary_pos_emb(v.get(), d.q, d.k, freqs, scale, d.q, d.k);
     });
 }
 
@@ -324,18 +330,12 @@ void varlen_prefill(benchmark::State &state, const Variant &v, helix::DType dtyp
     c[0] = 0;
     for (size_t i = 0; i < std::size(lengths); i++) c[i + 1] = c[i] + static_cast<int32_t>(lengths[i]);
     const int64_t total = c[std::size(lengths)];
-    const Tensor q = random_tensor({total, kPosQHeads, kPosDim}, dtype), k = random_tensor({total, kPosKHeads, kPosDim}, dtype);
-    const Tensor q_out = random_tensor(q.shape(), dtype), k_out = random_tensor(k.shape(), dtype);
-    const double qk = double(q.numel() + k.numel()) * q.element_size();
-    const double copy_rate = best_rate(2 * qk, k_out, [&](CopyKind kind) {
-        copy(q, q_out, kind);
-        copy(k, k_out, kind);
-    });
+    const QK d = qk_data({total, kPosQHeads, kPosDim}, {total, kPosKHeads, kPosDim}, dtype);
     const helix::RotaryTable table = positions_table(form);
     helix::RotaryOptions options;
     options.positions = helix::Positions::varlen(kDevice == Device::CPU ? cu : cu.to(kDevice));
-    run(state, 2 * qk + table_bytes(form, total), double(q.numel() + k.numel()), copy_rate, k_out,
-        [&] { helix::detail::apply_rotary_pos_emb(v.get(), q, k, table, q_out, k_out, options); });
+    run(state, 2 * d.bytes + table_bytes(form, total), double(d.q.numel() + d.k.numel()), d.copy_rate, d.k_out,
+        [&] { helix::detail::apply_rotary_pos_emb(v.get(), d.q, d.k, table, d.q_out, d.k_out, options); });
 }
 
 void rotary_copy(benchmark::State &state, const RotaryCase &c, helix::DType dtype, CopyKind kind) {

@@ -94,7 +94,7 @@ inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, const T
     if (k.schedule == RotarySchedule::HeadsOuter) {
         out.fuse(v.h, v.b, hb).parallel(hb);
         vectorize_row(out, v, width, pair);
-        coef.compute_at(out, v.n).store_in(Halide::MemoryType::Stack);
+        coef.compute_at(out, v.n);
         vectorize_row(coef, v, width);
         return;
     }
@@ -109,9 +109,7 @@ inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, const T
         Var co{"co"}, ci{"ci"};
         coef.compute_root().split(v.n, co, ci, k.rows_per_task, TailStrategy::GuardWithIf).parallel(co);
     } else {
-        // On the stack (Halide's pseudostack: alloca up to 16 KiB per Func, the heap beyond):
-        // a decode step's tile then allocates nothing.
-        coef.compute_at(out, io).store_in(Halide::MemoryType::Stack);
+        coef.compute_at(out, io);
     }
     vectorize_row(coef, v, width);
 }

@@ -42,50 +42,16 @@ std::string to_string(RotaryTable::Form form) {
     return "?";
 }
 
-Positions Positions::start(int64_t first) {
-    Positions p;
-    p.kind_ = Kind::Start;
-    p.first_ = first;
-    return p;
-}
-
-Positions Positions::offsets(const Tensor &offsets) {
-    Positions p;
-    p.kind_ = Kind::Offsets;
-    p.tensor_ = offsets;
-    return p;
-}
-
-Positions Positions::ids(const Tensor &ids) {
-    Positions p;
-    p.kind_ = Kind::Ids;
-    p.tensor_ = ids;
-    return p;
-}
-
+Positions Positions::start(int64_t first) { return {Kind::Start, first, {}, {}}; }
+Positions Positions::offsets(const Tensor &offsets) { return {Kind::Offsets, 0, offsets, {}}; }
+Positions Positions::ids(const Tensor &ids) { return {Kind::Ids, 0, ids, {}}; }
 Positions Positions::varlen(const Tensor &cu_seqlens, const Tensor &offsets) {
-    Positions p;
-    p.kind_ = Kind::Varlen;
-    p.tensor_ = cu_seqlens;
-    p.offsets_ = offsets;
-    return p;
+    return {Kind::Varlen, 0, cu_seqlens, offsets};
 }
 
-RotaryTable RotaryTable::angles(const Tensor &freqs, const Scale &scale) {
-    RotaryTable t;
-    t.form_ = Form::Angles;
-    t.first_ = freqs;
-    t.scale_ = scale;
-    return t;
-}
-
+RotaryTable RotaryTable::angles(const Tensor &freqs, const Scale &scale) { return {Form::Angles, freqs, {}, scale}; }
 RotaryTable RotaryTable::cos_sin(const Tensor &cos, const Tensor &sin, const Scale &scale) {
-    RotaryTable t;
-    t.form_ = Form::CosSin;
-    t.first_ = cos;
-    t.second_ = sin;
-    t.scale_ = scale;
-    return t;
+    return {Form::CosSin, cos, sin, scale};
 }
 
 RotaryTable RotaryTable::cos_sin_cache(const Tensor &cache, const Scale &scale) {
@@ -98,11 +64,7 @@ RotaryTable RotaryTable::cos_sin_cache(const Tensor &cache, const Scale &scale) 
 }
 
 RotaryTable RotaryTable::inv_freq(const Tensor &inv_freq, const Scale &scale) {
-    RotaryTable t;
-    t.form_ = Form::InvFreq;
-    t.first_ = inv_freq;
-    t.scale_ = scale;
-    return t;
+    return {Form::InvFreq, inv_freq, {}, scale};
 }
 
 SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta,

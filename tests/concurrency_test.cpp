@@ -50,6 +50,48 @@ std::vector<Workload> workloads() {
                              return std::vector<Tensor>{o};
                          }});
         }
+        // Positions, table forms and the backward pass: decode steps (on the calling thread),
+        // a varlen batch with cos/sin tables, offsets with no table, conjugate.
+        {
+            const SinusoidalEmbeddings emb(32);
+            const RotaryTables t = make_tables(set, emb, 64);
+            Tensor ids({3, 1}, DType::Int32), offsets({3}, DType::Int64), cu({4}, DType::Int32);
+            const int32_t id_values[] = {63, 0, 17}, cu_values[] = {0, 5, 5, 12};
+            std::copy(id_values, id_values + 3, static_cast<int32_t *>(ids.data()));
+            std::copy(cu_values, cu_values + 4, static_cast<int32_t *>(cu.data()));
+            for (int64_t i = 0; i < 3; i++) static_cast<int64_t *>(offsets.data())[i] = 10 * i;
+            const Tensor cos({64, 16}), sin({64, 16});
+            fill_uniform(cos, rng);
+            fill_uniform(sin, rng);
+            const Tensor q = random_tensor({3, 4, 1, 32}, Layout::Contiguous, rng);
+            const Tensor k = random_tensor({3, 2, 1, 32}, Layout::Contiguous, rng);
+            const Tensor tokens = random_tensor({12, 4, 32}, Layout::Contiguous, rng);
+            const Tensor inv_freq = emb.inv_freq();
+            w.push_back({tag + "decode step with position ids", [&kernels, q, k, t, ids] {
+                             const Tensor qo(q.shape()), ko(k.shape());
+                             RotaryOptions options;
+                             options.positions = Positions::ids(ids);
+                             detail::apply_rotary_pos_emb(kernels, q, k, RotaryTable::angles(t.freqs), qo, ko, options);
+                             return std::vector<Tensor>{qo, ko};
+                         }});
+            w.push_back({tag + "varlen cos/sin backward", [&kernels, tokens, cos, sin, cu] {
+                             const Tensor out(tokens.shape());
+                             RotaryOptions options;
+                             options.positions = Positions::varlen(cu);
+                             options.conjugate = true;
+                             detail::apply_rotary_pos_emb(kernels, tokens, Tensor(), RotaryTable::cos_sin(cos, sin), out,
+                                                          Tensor(), options);
+                             return std::vector<Tensor>{out};
+                         }});
+            w.push_back({tag + "offsets, no table", [&kernels, q, k, inv_freq, offsets] {
+                             const Tensor qo(q.shape()), ko(k.shape());
+                             RotaryOptions options;
+                             options.positions = Positions::offsets(offsets);
+                             detail::apply_rotary_pos_emb(kernels, q, k, RotaryTable::inv_freq(inv_freq, 0.5), qo, ko,
+                                                          options);
+                             return std::vector<Tensor>{qo, ko};
+                         }});
+        }
         // The other switches: each storage type the set has, interleaved, partial rotary.
         for (DType dtype : element_types(set)) {
             const SinusoidalEmbeddings emb(16, 32.0, true, 10000.0, Pairing::Interleaved);

@@ -1,8 +1,9 @@
 // A decode step on the CPU costs the kernel and little else (helix.h's promise on
-// apply_rotary_pos_emb): after a first call of its shape on a thread, a call makes no heap
-// allocation (operator new, or Halide's malloc, which the kernels and tensors use) and
-// wakes no thread of the pool (every task runs on the calling thread). Counted by hooks this
-// binary installs for the whole process; positive controls prove the hooks see both.
+// apply_rotary_pos_emb): after a first call of its shape on a thread, helix's code makes no
+// heap allocation (operator new), the kernel takes only its coefficient tiles from Halide's
+// malloc (cos and sin of q's and of k's row: four blocks of d floats), and no thread of the
+// pool wakes (every task runs on the calling thread). Counted by hooks this binary installs
+// for the whole process; positive controls prove the hooks see what they count.
 #include "helix/helix.h"
 
 #include <HalideRuntime.h>
@@ -16,7 +17,7 @@
 namespace {
 
 std::atomic<bool> window_open{false};
-std::atomic<int64_t> allocations{0}, pool_tasks{0};
+std::atomic<int64_t> allocations{0}, halide_allocations{0}, halide_largest{0}, pool_tasks{0};
 
 void *counted(size_t bytes) {
     if (window_open.load(std::memory_order_relaxed)) allocations++;
@@ -25,7 +26,10 @@ void *counted(size_t bytes) {
 }
 
 void *halide_counting_malloc(void *, size_t bytes) {
-    if (window_open.load(std::memory_order_relaxed)) allocations++;
+    if (window_open.load(std::memory_order_relaxed)) {
+        halide_allocations++;
+        if (int64_t(bytes) > halide_largest) halide_largest = int64_t(bytes);
+    }
     // Halide's own malloc aligns to 128 bytes (its vector loads may assume it).
     return std::aligned_alloc(128, (bytes + 127) / 128 * 128);
 }
@@ -43,15 +47,19 @@ const bool hooks_installed = [] {
     return true;
 }();
 
-// Counts what happens inside its lifetime.
-struct Window {
-    Window() {
-        allocations = 0;
-        pool_tasks = 0;
-        window_open = true;
-    }
-    ~Window() { window_open = false; }
+// What happens while f runs.
+struct Counts {
+    int64_t allocations, halide_allocations, halide_largest, pool_tasks;
 };
+
+template <typename F>
+Counts counted_over(F &&f) {
+    allocations = halide_allocations = halide_largest = pool_tasks = 0;
+    window_open = true;
+    f();
+    window_open = false;
+    return {allocations.load(), halide_allocations.load(), halide_largest.load(), pool_tasks.load()};
+}
 
 }  // namespace
 
@@ -92,11 +100,15 @@ TEST(DecodeStep, AllocatesNothingAndRunsOnTheCallingThread) {
             for (bool in_place : {false, true}) {
                 const Tensor &qo = in_place ? q : q_out, &ko = in_place ? k : k_out;
                 apply_rotary_pos_emb(q, k, table, qo, ko, options);  // the first call of the shape
-                Window window;
-                for (int step = 0; step < 10; step++) apply_rotary_pos_emb(q, k, table, qo, ko, options);
-                EXPECT_EQ(allocations.load(), 0) << to_string(dtype) << " " << to_string(table.form())
-                                                 << (in_place ? " in place" : "");
-                EXPECT_EQ(pool_tasks.load(), 0) << to_string(dtype) << " " << to_string(table.form());
+                constexpr int kSteps = 10;
+                const Counts counts = counted_over([&] {
+                    for (int step = 0; step < kSteps; step++) apply_rotary_pos_emb(q, k, table, qo, ko, options);
+                });
+                const std::string what = to_string(dtype) + " " + to_string(table.form()) + (in_place ? " in place" : "");
+                EXPECT_EQ(counts.allocations, 0) << what;
+                EXPECT_LE(counts.halide_allocations, 4 * kSteps) << what;  // the coefficient tiles
+                EXPECT_LE(counts.halide_largest, int64_t(d * sizeof(float)) + 128) << what;  // one row's
+                EXPECT_EQ(counts.pool_tasks, 0) << what;
             }
         }
     }
@@ -107,27 +119,26 @@ TEST(DecodeStep, AllocatesNothingAndRunsOnTheCallingThread) {
     for (const Positions &positions : {Positions::start(p), Positions::offsets(offsets)}) {
         options.positions = positions;
         apply_rotary_pos_emb(q, k, forms[0], q, k, options);
-        Window window;
-        apply_rotary_pos_emb(q, k, forms[0], q, k, options);
-        EXPECT_EQ(allocations.load(), 0) << to_string(positions.kind());
-        EXPECT_EQ(pool_tasks.load(), 0) << to_string(positions.kind());
+        const Counts counts = counted_over([&] { apply_rotary_pos_emb(q, k, forms[0], q, k, options); });
+        EXPECT_EQ(counts.allocations, 0) << to_string(positions.kind());
+        EXPECT_LE(counts.halide_allocations, 4) << to_string(positions.kind());
+        EXPECT_EQ(counts.pool_tasks, 0) << to_string(positions.kind());
     }
 }
 
 // The hooks see what they count: an allocation, and the pool's tasks of a prefill-sized call.
 TEST(DecodeStep, TheHooksSeeAllocationsAndPoolTasks) {
     set_num_threads(2);
-    {
-        Window window;
+    const Counts made = counted_over([] {
         std::vector<int> v(3);
-        EXPECT_GT(allocations.load(), 0);
-    }
+        const Tensor t({64, 64});
+    });
+    EXPECT_GT(made.allocations, 0);
+    EXPECT_GT(made.halide_allocations, 0);
     const SinusoidalEmbeddings emb(128);
     const RotaryTables tables = emb.forward(1024);
     const Tensor q({1, 32, 1024, 128}), k({1, 8, 1024, 128});
-    Window window;
-    apply_rotary_pos_emb(q, k, tables.freqs, {}, q, k);
-    EXPECT_GT(pool_tasks.load(), 0);
+    EXPECT_GT(counted_over([&] { apply_rotary_pos_emb(q, k, tables.freqs, {}, q, k); }).pool_tasks, 0);
 }
 
 }  // namespace

@@ -555,7 +555,8 @@ TEST_P(ApplyRotary, BackwardUndoesForwardWithoutScale) {
     RotaryOptions backward;
     backward.conjugate = true;
     run_apply(GetParam(), q1, k1, t.freqs, Scale(), q2, k2, backward);
-    for (const auto &[x, y] : {std::pair{q, q2}, std::pair{k, k2}}) {
+    for (const auto &pair : {std::pair{q, q2}, std::pair{k, k2}}) {
+        const Tensor &x = pair.first, &y = pair.second;
         ref::for_each_index(x.shape(), [&](const std::vector<int64_t> &idx) {
             ASSERT_NEAR(ref::element(y, idx), ref::element(x, idx), 4 * kTol) << ::testing::PrintToString(idx);
         });

@@ -163,6 +163,8 @@ public:
     const Tensor &offsets() const { return offsets_; }  // varlen's offsets
 
 private:
+    Positions(Kind kind, int64_t first, const Tensor &tensor, const Tensor &offsets)
+        : kind_(kind), first_(first), tensor_(tensor), offsets_(offsets) {}
     Kind kind_ = Kind::Aligned;
     int64_t first_ = 0;
     Tensor tensor_, offsets_;
@@ -278,6 +280,8 @@ public:
     const Scale &scale() const { return scale_; }
 
 private:
+    RotaryTable(Form form, const Tensor &first, const Tensor &second, const Scale &scale)
+        : form_(form), first_(first), second_(second), scale_(scale) {}
     Form form_ = Form::Angles;
     Tensor first_, second_;
     Scale scale_;
@@ -308,8 +312,10 @@ void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
 // (..., Lq, d) and k (..., Lk, d), rank 2 to 4 (varlen positions: (total, h, d) or
 // (total, d)); k and k_out may both be undefined (only q rotates). Every position must be a
 // row of the table; the outputs are as in apply_rotary_pos_emb. On the CPU, outputs of up
-// to 64 KiB (a decode step) run on the calling thread, and a call allocates nothing on the
-// heap once a call of its shape has run on the thread (tests/decode_test.cpp).
+// to 64 KiB (a decode step) run on the calling thread, and once a call of its shape has run
+// on the thread, helix's own code allocates nothing; the kernel takes only its
+// coefficient tiles from halide_malloc (a decode step: four blocks of d floats)
+// (tests/decode_test.cpp).
 std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table,
                                                const RotaryOptions &options = {});
 void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table, const Tensor &q_out,

@@ -61,9 +61,13 @@ Fuzzed make_tensor(FuzzedDataProvider &in, bool output) {
     if (kind == 0) return f;  // undefined
     const int rank = in.ConsumeIntegralInRange(0, 5);
     std::vector<int64_t> shape(rank), strides(rank);
-    const int type_pick = in.ConsumeIntegralInRange(0, 7);
-    const DType dtype = type_pick == 0 ? DType::Float16 : type_pick == 1 ? DType::BFloat16 : DType::Float32;
-    const int64_t size = dtype == DType::Float32 ? 4 : 2;
+    const int type_pick = in.ConsumeIntegralInRange(0, 9);
+    const DType dtype = type_pick == 0   ? DType::Float16
+                        : type_pick == 1 ? DType::BFloat16
+                        : type_pick == 8 ? DType::Int32  // positions
+                        : type_pick == 9 ? DType::Int64
+                                         : DType::Float32;
+    const int64_t size = dtype == DType::Float16 || dtype == DType::BFloat16 ? 2 : dtype == DType::Int64 ? 8 : 4;
     int64_t lo = 0, hi = 0, numel = 1;
     for (int i = 0; i < rank; i++) {
         shape[i] = in.ConsumeIntegralInRange<int64_t>(0, in.ConsumeBool() ? 6 : 40);
@@ -81,6 +85,10 @@ Fuzzed make_tensor(FuzzedDataProvider &in, bool output) {
         if (f.tensor.defined() && dtype == DType::Float32) {
             float *p = static_cast<float *>(f.tensor.data());
             for (int64_t i = 0; i < f.tensor.numel(); i++) p[i] = in.ConsumeFloatingPointInRange<float>(-4.0f, 4.0f);
+        }
+        if (f.tensor.defined() && dtype == DType::Int32) {  // positions mostly inside small tables
+            int32_t *p = static_cast<int32_t *>(f.tensor.data());
+            for (int64_t i = 0; i < f.tensor.numel(); i++) p[i] = in.ConsumeIntegralInRange<int32_t>(-1, 40);
         }
         return f;
     }
@@ -191,12 +199,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             options.pairing = in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit;
             options.rotary_dim = in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(-4, 48);
             options.stores = static_cast<helix::Stores>(in.ConsumeIntegralInRange<int>(0, 2));
+            options.conjugate = in.ConsumeBool();
+            // Positions of q (and maybe k's own) from fuzzed integer tensors, and a table form.
+            Fuzzed sin = make_tensor(in, false), positions = make_tensor(in, false), extra = make_tensor(in, false);
+            auto fuzz_positions = [&](const Fuzzed &t) {
+                switch (in.ConsumeIntegralInRange(0, 4)) {
+                case 0: return helix::Positions();
+                case 1: return helix::Positions::start(in.ConsumeBool() ? in.ConsumeIntegral<int64_t>()
+                                                                        : in.ConsumeIntegralInRange<int64_t>(-2, 60));
+                case 2: return helix::Positions::offsets(t.tensor);
+                case 3: return helix::Positions::ids(t.tensor);
+                default: return helix::Positions::varlen(t.tensor, in.ConsumeBool() ? extra.tensor : Tensor());
+                }
+            };
+            options.positions = fuzz_positions(positions);
+            if (in.ConsumeBool()) options.k_positions = fuzz_positions(extra);
+            const int form = in.ConsumeIntegralInRange(0, 4);
             try {
-                helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, freqs.tensor, scale,
-                                                    pick(in, q_out, {&q, &k}), pick(in, k_out, {&k, &q}), options);
+                const Tensor qo = pick(in, q_out, {&q, &k}), ko = pick(in, k_out, {&k, &q});
+                if (form == 0) {
+                    helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, freqs.tensor, scale, qo, ko, options);
+                } else {
+                    const helix::RotaryTable table =
+                        form == 1   ? helix::RotaryTable::angles(freqs.tensor, scale)
+                        : form == 2 ? helix::RotaryTable::cos_sin(freqs.tensor, sin.tensor, scale)
+                        : form == 3 ? helix::RotaryTable::cos_sin_cache(freqs.tensor, scale)
+                                    : helix::RotaryTable::inv_freq(freqs.tensor, scale);
+                    helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, table, qo, ko, options);
+                }
             } catch (const helix::Error &) {
             }
-            check_untouched({&q, &k, &freqs, &scale_tensor, &q_out, &k_out});
+            check_untouched({&q, &k, &freqs, &scale_tensor, &q_out, &k_out, &sin, &positions, &extra});
         } else {  // tensor views and copies
             Fuzzed a = make_tensor(in, false), b = make_tensor(in, true);
             try {
