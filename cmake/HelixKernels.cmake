@@ -103,18 +103,22 @@ endfunction()
 # helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
 #                      [RUNTIME <runtime>] [DEVICE_CODE <var>] [ROTARY_PARAMS <apply_rotary params...>]
 #                      [ROTARY_SCHEDULE <apply_rotary's own schedule, e.g. heads_outer>]
-#                      [ELEMENT_TYPES <types...>] [PAIRINGS <pairings...>]
+#                      [ELEMENT_TYPES <types...>] [PAIRINGS <pairings...>] [TABLE_FORMS <forms...>]
 #                      [AUTOSCHEDULER <plugin target> [AUTOSCHEDULER_PARAMS <autoscheduler.x=y...>]])
 # Every kernel the C++ API dispatches to, for one schedule and target list, one per
 # operation x pairing (x element type for the typed ones): named
 # helix_<op>[_<variant>]_<pairing>[_<type>]_<set>, plus their table kernels_<set>()
 # (runtime/kernel_set.cpp, with the generated helix_kernel_set_<set>.h listing them).
-# ELEMENT_TYPES and PAIRINGS default to all (HELIX_ELEMENT_TYPES, HELIX_PAIRINGS).
+# ELEMENT_TYPES, PAIRINGS and TABLE_FORMS default to all (HELIX_ELEMENT_TYPES,
+# HELIX_PAIRINGS, HELIX_TABLE_FORMS).
 # <out_var> receives the object files of all of them, for an archive to carry;
 # DEVICE_CODE <var> the kernels' GPU sources.
 function(helix_add_kernel_set OUT)
     cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;ROTARY_SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER"
-                          "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS;ELEMENT_TYPES;PAIRINGS")
+                          "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS;ELEMENT_TYPES;PAIRINGS;TABLE_FORMS")
+    if (NOT ARG_TABLE_FORMS)
+        set(ARG_TABLE_FORMS ${HELIX_TABLE_FORMS})
+    endif ()
     if (NOT ARG_ELEMENT_TYPES)
         set(ARG_ELEMENT_TYPES ${HELIX_ELEMENT_TYPES})
     endif ()
@@ -165,6 +169,10 @@ function(helix_add_kernel_set OUT)
             string(APPEND includes "#include \"helix_rotate_half_${t}.h\"\n")
             set(entry "helix_rotate_half_${t}")
             foreach (form IN LISTS HELIX_TABLE_FORMS)
+                if (NOT form IN_LIST ARG_TABLE_FORMS)
+                    string(APPEND entry ", nullptr")  # not in this set: the API says so
+                    continue ()
+                endif ()
                 kernel(helix_apply_rotary_${form}_${t} GENERATOR apply_rotary PARAMS ${r} table=${form})
                 string(APPEND includes "#include \"helix_apply_rotary_${form}_${t}.h\"\n")
                 string(APPEND entry ", helix_apply_rotary_${form}_${t}")

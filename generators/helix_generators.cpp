@@ -203,6 +203,11 @@ public:
     Input<Buffer<float, 3>> *freqs = nullptr;                         // angles: (jj, half, N)
     Input<Buffer<float, 2>> *cos = nullptr, *sin = nullptr;           // cos_sin: (jj, N)
     Input<Buffer<float, 1>> *inv_freq = nullptr;                      // inv_freq: (jj)
+    // inv_freq's xPos, computed in the kernel as the table's: log2 of zeta per frequency as
+    // a double-float (hi, lo: (2, jj)), scale_base (0: no xPos) and the N of the centring.
+    Input<Buffer<float, 2>> *xpos_log2_zeta = nullptr;
+    Input<float> *xpos_scale_base = nullptr;
+    Input<int32_t> *xpos_seq_len = nullptr;
     Input<Buffer<float, 3>> *scale = nullptr;                         // (jj, half, N), may broadcast
     Output<Buffer<>> *q_out = nullptr, *k_out = nullptr;
 
@@ -219,7 +224,12 @@ public:
             cos = add_input<Buffer<float, 2>>("cos");
             sin = add_input<Buffer<float, 2>>("sin");
             break;
-        case TableForm::InvFreq: inv_freq = add_input<Buffer<float, 1>>("inv_freq"); break;
+        case TableForm::InvFreq:
+            inv_freq = add_input<Buffer<float, 1>>("inv_freq");
+            xpos_log2_zeta = add_input<Buffer<float, 2>>("xpos_log2_zeta");
+            xpos_scale_base = add_input<float>("xpos_scale_base");
+            xpos_seq_len = add_input<int32_t>("xpos_seq_len");
+            break;
         }
         scale = add_input<Buffer<float, 3>>("scale");
         q_out = add_output<Buffer<>>("q_out", storage().type(), 5);
@@ -263,6 +273,11 @@ public:
         if (inv_freq) {
             inv_freq->dim(0).set_min(0).set_stride(1);
             inv_freq->set_estimates({{0, kEstHalfDim}});
+            xpos_log2_zeta->dim(0).set_bounds(0, 2).set_stride(Expr());  // stride 0 without xPos
+            xpos_log2_zeta->dim(1).set_min(0);
+            xpos_log2_zeta->set_estimates({{0, 2}, {0, kEstHalfDim}});
+            xpos_scale_base->set_estimate(0.0f);
+            xpos_seq_len->set_estimate(kEstRows);
         }
         for (int d = 0; d < 3; d++) scale->dim(d).set_min(0);
         scale->dim(0).set_stride(Expr());
@@ -278,6 +293,10 @@ public:
             const cpu::RotaryKnobs knobs{schedule_kind, rows_per_task, vector_factor};
             cpu::rotary_stream(*q_out, q_coef_, q_pair_, v, get_target(), knobs);
             cpu::rotary_stream(*k_out, k_coef_, k_pair_, v, get_target(), knobs);
+        }
+        // Without xPos the no-table coefficients skip its exponential.
+        if (xpos_scale_base && schedule_kind != RotarySchedule::Baseline) {
+            for (Func coef : {q_coef_, k_coef_}) coef.specialize(*xpos_scale_base > 0.0f);
         }
     }
 
@@ -319,8 +338,16 @@ private:
         // LLVM's RISC-V vector backend (vp.select).
         s = s * select(*conjugate, -1.0f, 1.0f);
         Expr factor = (*scale)(v.jj, v.half, row_in(position, *scale, 2));
+        if (xpos_scale_base) {
+            Expr log2_zeta = cast<double>((*xpos_log2_zeta)(0, v.jj)) + cast<double>((*xpos_log2_zeta)(1, v.jj));
+            Expr xpos = xpos_scale(log2_zeta, xpos_power(position, *xpos_seq_len, *xpos_scale_base));
+            factor = factor * select(*xpos_scale_base > 0.0f, xpos, 1.0f);
+        }
         if (inverse) {
-            coef(v.jj, v.half, v.n, v.b) = {c / factor, s / factor};
+            // One correctly rounded reciprocal (strict: LLVM would otherwise pick its own way
+            // of dividing, differently for each form's expression of the factor).
+            Expr reciprocal = Halide::strict_float(1.0f / factor);
+            coef(v.jj, v.half, v.n, v.b) = {c * reciprocal, s * reciprocal};
         } else {
             coef(v.jj, v.half, v.n, v.b) = {c * factor, s * factor};
         }

@@ -92,8 +92,10 @@ inline Expr exp2_f64(Expr x) {
 
 // zeta^power to within one float32 ulp: the product power * log2(zeta) is formed in
 // double, since float32 alone loses up to ~80 ulp at long positions (SPEC section 4).
+// strict_float: the table kernel and the no-table apply kernel evaluate it alike, bit for
+// bit, whatever else their expressions let LLVM fuse or reorder.
 inline Expr xpos_scale(Expr log2_zeta_f64, Expr power) {
-    return cast<float>(exp2_f64(cast<double>(power) * log2_zeta_f64));
+    return Halide::strict_float(cast<float>(exp2_f64(cast<double>(power) * log2_zeta_f64)));
 }
 
 inline Expr log2_f64(Expr x) { return Halide::log(cast<double>(x)) * f64(1.4426950408889634074); }

@@ -1,6 +1,7 @@
 // The public API of helix.h: each call runs the operations (operations.cpp) on the kernels
 // of the device its tensors live on.
 #include "backends.h"
+#include "checks.h"
 #include "error.h"
 #include "kernels.h"
 
@@ -65,6 +66,37 @@ RotaryTable RotaryTable::cos_sin_cache(const Tensor &cache, const Scale &scale) 
 
 RotaryTable RotaryTable::inv_freq(const Tensor &inv_freq, const Scale &scale) {
     return {Form::InvFreq, inv_freq, {}, scale};
+}
+
+RotaryTable RotaryTable::to(Device device) const {
+    auto moved = [device](const Tensor &t) { return t.defined() ? t.to(device) : t; };
+    RotaryTable t = *this;
+    t.first_ = moved(first_);
+    t.second_ = moved(second_);
+    t.xpos_log2_zeta_ = moved(xpos_log2_zeta_);
+    if (scale_.tensor().defined()) t.scale_ = Scale(moved(scale_.tensor()));
+    return t;
+}
+
+RotaryTable RotaryTable::inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_len, const Scale &scale) {
+    RotaryTable t{Form::InvFreq, emb.inv_freq(), {}, scale};
+    if (!emb.use_xpos()) return t;
+    t.xpos_seq_len_ = detail::require_int32("RotaryTable::inv_freq", "seq_len", seq_len, 0);
+    t.xpos_scale_base_ = *emb.scale_base();
+    // log2(zeta) in double as the table kernel forms it (generators/rope_algorithm.h:
+    // xpos_zeta in float32, its log in double), split into two float32 parts: exact to
+    // 2^-48 relative, far below the float32 scale's ulp.
+    const int64_t half = emb.dim() / 2;
+    t.xpos_log2_zeta_ = Tensor({half, 2});
+    float *out = static_cast<float *>(t.xpos_log2_zeta_.data());
+    const double dim = static_cast<double>(emb.dim());
+    for (int64_t i = 0; i < half; i++) {
+        const float zeta = (static_cast<float>(2 * i) + static_cast<float>(0.4 * dim)) / static_cast<float>(1.4 * dim);
+        const double log2_zeta = std::log(static_cast<double>(zeta)) * 1.4426950408889634074;
+        out[2 * i] = static_cast<float>(log2_zeta);
+        out[2 * i + 1] = static_cast<float>(log2_zeta - out[2 * i]);
+    }
+    return t;
 }
 
 SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta,

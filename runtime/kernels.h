@@ -42,7 +42,8 @@ struct TypedKernels {
                                 halide_buffer_t *k_out);
     int (*apply_rotary_inv_freq)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q,
                                  halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
-                                 halide_buffer_t *inv_freq, halide_buffer_t *scale, halide_buffer_t *q_out,
+                                 halide_buffer_t *inv_freq, halide_buffer_t *xpos_log2_zeta, float xpos_scale_base,
+                                 int32_t xpos_seq_len, halide_buffer_t *scale, halide_buffer_t *q_out,
                                  halide_buffer_t *k_out);
 };
 

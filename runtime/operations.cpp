@@ -188,6 +188,9 @@ struct RotaryKernel {
     float scale_value;
     bool conjugate;
     int64_t width;
+    Tensor xpos_log2_zeta;  // inv_freq's xPos (RotaryTable::xpos_log2_zeta), or undefined
+    float xpos_scale_base;  // 0 without xPos
+    int32_t xpos_seq_len;
 
     // q_rows and k_rows: the positions of q's and k's rows; an empty or undefined stream
     // runs on a stand-in.
@@ -265,9 +268,20 @@ struct RotaryKernel {
         }
         case RotaryTable::Form::InvFreq: {
             KernelView i_view(first, 1);
+            // Without xPos the kernel reads no log2(zeta): a zero pair broadcast over the
+            // frequencies stands in.
+            float no_zeta[2] = {0, 0};
+            halide_buffer_t no_zeta_buffer{};
+            no_zeta_buffer.host = reinterpret_cast<uint8_t *>(no_zeta);
+            no_zeta_buffer.type = halide_type_t(halide_type_float, 32);
+            const halide_dimension_t no_zeta_shape[2] = {halide_dimension_t(0, 2, 0),
+                                                         halide_dimension_t(0, static_cast<int32_t>(width / 2), 0)};
+            KernelView z_view = xpos_log2_zeta.defined() ? KernelView(xpos_log2_zeta, 2)
+                                                         : KernelView(no_zeta_buffer, 2, no_zeta_shape);
             run_kernel(op, [&](void *uc) {
                 return typed.apply_rotary_inv_freq(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
-                                                   i_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
+                                                   i_view.raw(), z_view.raw(), xpos_scale_base, xpos_seq_len,
+                                                   s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
         }
@@ -370,7 +384,12 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
     }
     const char *width_why = options.rotary_dim ? " (rotary_dim)" : " (the last dimension of q; rotary_dim not set)";
 
-    // The table form: its tensors, and the table's rows N (positions must lie below).
+    // The table form (one the set has a kernel for): its tensors, and the table's rows N
+    // (positions must lie below).
+    const bool form_built = table.form() == RotaryTable::Form::Angles   ? typed.apply_rotary_angles != nullptr
+                            : table.form() == RotaryTable::Form::CosSin ? typed.apply_rotary_cos_sin != nullptr
+                                                                        : typed.apply_rotary_inv_freq != nullptr;
+    if (!form_built) reject(op, "table", "a table form this kernel set has", to_string(table.form()));
     const Tensor &first = table.first(), &second = table.second();
     int64_t rows = int64_t(1) << 31;
     switch (table.form()) {
@@ -402,6 +421,13 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
                    "shape " + first.shape_string());
         }
         require_unit_feature_stride(op, "inv_freq", first);
+        if (table.xpos_log2_zeta().defined()) {
+            require_same_device(op, {{"inv_freq", &first}, {"xpos_log2_zeta", &table.xpos_log2_zeta()}});
+            if (table.xpos_log2_zeta().size(0) != rotary_dim / 2) {
+                reject(op, "inv_freq", "xPos of " + str(rotary_dim / 2) + " frequencies (the embedding's)",
+                       "xPos of " + str(table.xpos_log2_zeta().size(0)));
+            }
+        }
         for (const Named &p : {Named{"positions", nullptr}, Named{"k_positions", nullptr}}) {
             const Positions &pos = p.name[0] == 'p' ? q_positions : k_positions;
             if (pos.kind() == Positions::Kind::Aligned && (p.name[0] == 'p' || has_k)) {
@@ -478,8 +504,19 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
     if (q.numel() == 0 && (!has_k || k.numel() == 0)) return;
 
     if (rotary_dim > 0) {
-        const RotaryKernel kernel{op,    typed,           options.pairing, table.form(),      first, second,
-                                  use_table ? s : Tensor(), scale_f32,       options.conjugate, rotary_dim};
+        const RotaryKernel kernel{op,
+                                  typed,
+                                  options.pairing,
+                                  table.form(),
+                                  first,
+                                  second,
+                                  use_table ? s : Tensor(),
+                                  scale_f32,
+                                  options.conjugate,
+                                  rotary_dim,
+                                  table.xpos_log2_zeta(),
+                                  static_cast<float>(table.xpos_scale_base()),
+                                  static_cast<int32_t>(table.xpos_seq_len())};
         const Tensor q_in = features(q, rotary_dim), k_in = features(k, rotary_dim);
         const Tensor q_res = features(q_out, rotary_dim), k_res = features(k_out, rotary_dim);
         const bool in_place = same_view(q, q_out) || (has_k && same_view(k, k_out));

@@ -71,10 +71,54 @@ int do_par_for(void *user_context, halide_task_t f, int min, int size, uint8_t *
     return 0;
 }
 
-// Installed before main (before any thread can run a kernel), chaining to the handler in
-// place then; a program that installs its own later only loses the serial shortcut.
-const bool do_par_for_installed = [] {
+// The allocations of a kernel running inside SerialKernels (a decode step, a streamed
+// tile) come from a per-thread arena, so such a call makes no heap allocation after the
+// thread's first. Halide frees a kernel's buffers before it returns, on the thread that
+// allocated them; the arena is reused once all its blocks are free. What does not fit, and
+// every other allocation (a user_context other than a kernel call's: tensors pass none),
+// goes to the handler in place before.
+constexpr size_t kArenaBytes = 64 * 1024, kArenaAlignment = 128;  // Halide's own alignment
+
+struct Arena {
+    char *memory = nullptr;
+    size_t top = 0;
+    int live = 0;
+    ~Arena() { std::free(memory); }
+    bool owns(const void *p) const { return memory && p >= memory && p < memory + kArenaBytes; }
+};
+thread_local Arena arena;
+halide_malloc_t next_malloc = nullptr;
+halide_free_t next_free = nullptr;
+
+void *arena_malloc(void *user_context, size_t bytes) {
+    if (serial_kernels && user_context) {
+        if (!arena.memory) arena.memory = static_cast<char *>(std::aligned_alloc(kArenaAlignment, kArenaBytes));
+        const size_t size = (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+        if (arena.memory && size <= kArenaBytes - arena.top) {
+            char *p = arena.memory + arena.top;
+            arena.top += size;
+            arena.live++;
+            return p;
+        }
+    }
+    return next_malloc(user_context, bytes);
+}
+
+void arena_free(void *user_context, void *p) {
+    if (!arena.owns(p)) {
+        next_free(user_context, p);
+    } else if (--arena.live == 0) {
+        arena.top = 0;
+    }
+}
+
+// Installed before main (before any thread can run a kernel), chaining to the handlers in
+// place then; a program that installs its own later only loses the serial shortcut and the
+// arena.
+const bool hooks_installed = [] {
     next_do_par_for = halide_set_custom_do_par_for(do_par_for);
+    next_malloc = halide_set_custom_malloc(arena_malloc);
+    next_free = halide_set_custom_free(arena_free);
     return true;
 }();
 

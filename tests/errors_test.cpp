@@ -570,10 +570,27 @@ TEST(Errors, TableFormsOfTheWrongShape) {
     a.options.positions = Positions::ids(int_tensor({3}, {0, 4, 2}));
     expect_error([&] { a.apply_with(RotaryTable::cos_sin(Tensor({4, 4}), Tensor({4, 4}))); },
                  {"positions", "inside the table's rows [0, 4)", "ids[1] = 4"});
+    expect_error([&] { RotaryTable::inv_freq(SinusoidalEmbeddings(8, 16.0, true), -1); },
+                 {"RotaryTable::inv_freq", "seq_len", "[0, 2^31)", "given -1"});
     // The no-table form takes any non-negative position below 2^31.
     a.options.positions = Positions::ids(int_tensor({3}, {0, int64_t(1) << 31, 2}, DType::Int64));
     expect_error([&] { a.apply_with(RotaryTable::inv_freq(Tensor({4}))); },
                  {"positions", "[0, 2^31) (no table)", "ids[1] = 2147483648"});
+}
+
+// A kernel set built without a table form (bench/CMakeLists.txt's autoscheduled sets have
+// only the angles one) says so.
+TEST(Errors, TableFormTheSetLacks) {
+    detail::Kernels angles_only = detail::tuned_kernels();
+    for (detail::TypedKernels &t : angles_only.typed) t.apply_rotary_cos_sin = nullptr;
+    PositionArgs a;
+    a.options.positions = Positions::start(0);
+    a.k = Tensor({2, 3, 8});
+    a.k_out = Tensor({2, 3, 8});
+    expect_error([&] {
+        detail::apply_rotary_pos_emb(angles_only, a.q, a.k, RotaryTable::cos_sin(Tensor({5, 4}), Tensor({5, 4})), a.q_out,
+                                     a.k_out, a.options);
+    }, {"table", "a table form this kernel set has", "given cos_sin"});
 }
 
 TEST(Errors, KeyAndItsOutputTogether) {

@@ -383,7 +383,8 @@ TEST_P(ApplyRotary, StreamedStoresMatchOrdinaryOverManyTiles) {
 // Zeta's alignment, a start offset, per-sequence offsets (int32 and int64), position ids
 // (per batch, unsorted and repeated, q and k at different positions) and packed varlen
 // batches (sequence lengths 0, 1, 3 and 7, with offsets); tables as angles (xPos), cos/sin
-// (a number as scale) and none (inv_freq); forward and backward (conjugate). Positions reach
+// (a number as scale) and none (inv_freq, xPos in the kernel, times a number); forward and
+// backward (conjugate). Positions reach
 // the table's last row. Each against the float64 reference, computed here from the same
 // inputs: the position of every row, its table entries, the scale.
 TEST_P(ApplyRotary, EveryPositionModeTableFormAndDirection) {
@@ -425,7 +426,7 @@ TEST_P(ApplyRotary, EveryPositionModeTableFormAndDirection) {
                     const double number = form == RotaryTable::Form::CosSin ? 1.5 : 0.75;
                     const RotaryTable table = form == RotaryTable::Form::Angles   ? RotaryTable::angles(t.freqs, t.scale)
                                               : form == RotaryTable::Form::CosSin ? RotaryTable::cos_sin(cos, sin, number)
-                                                                                  : RotaryTable::inv_freq(inv_freq, number);
+                                                                                  : RotaryTable::inv_freq(emb, n_table, number);
                     for (Mode mode : modes) {
                         if (mode == Mode::Aligned && form == RotaryTable::Form::InvFreq) continue;  // no table to align to
                         const bool varlen = mode == Mode::Varlen;
@@ -488,7 +489,10 @@ TEST_P(ApplyRotary, EveryPositionModeTableFormAndDirection) {
                                         c = std::cos(a);
                                         sn = std::sin(a);
                                     }
-                                    s = form == RotaryTable::Form::Angles ? t.scale.at({p, j}) : number;
+                                    // xPos: the table's value, in the no-table form too (bit for bit).
+                                    s = form == RotaryTable::Form::CosSin  ? number
+                                        : form == RotaryTable::Form::Angles ? t.scale.at({p, j})
+                                                                            : number * t.scale.at({p, j});
                                     return Coefficients{c, conjugate ? -sn : sn, is_k ? 1.0 / s : s};
                                 };
                             };
@@ -519,26 +523,37 @@ TEST_P(ApplyRotary, EveryPositionModeTableFormAndDirection) {
     }
 }
 
-// The no-table form computes the angle the angle table holds: bit for bit the same results.
+// The no-table form computes the angle the angle table holds, and with xPos the scale its
+// scale table holds: the same results as the angle form, bit for bit (tuned and device
+// sets), at long positions too (2^16 rows, xPos scales from 1e-9 to 1e9).
 TEST_P(ApplyRotary, InvFreqFormEqualsTheAngleTableBitForBit) {
     std::mt19937 rng(4);
-    const int64_t n = 300, d = 64;
-    for (DType dtype : element_types(GetParam())) {
-        const SinusoidalEmbeddings emb(d, std::nullopt, false, 500000.0);
-        const RotaryTables t = tables(emb, n);
-        const Tensor q = random_tensor({1, 4, n, d}, Layout::Contiguous, rng, dtype);
-        const Tensor k = random_tensor({1, 2, n, d}, Layout::Contiguous, rng, dtype);
-        Tensor out[2][2];
-        for (int form = 0; form < 2; form++) {
-            out[form][0] = Tensor(q.shape(), dtype);
-            out[form][1] = Tensor(k.shape(), dtype);
-            RotaryOptions options;
-            options.positions = Positions::start(0);
-            run_apply_table(GetParam(), q, k, form ? RotaryTable::inv_freq(emb.inv_freq()) : RotaryTable::angles(t.freqs),
-                            out[form][0], out[form][1], options);
+    for (const auto &[n, d, xpos, scale_base] : {std::tuple{300, 64, false, 0.0}, std::tuple{300, 64, true, 32.0},
+                                                  std::tuple{1 << 16, 8, true, 2048.0}}) {
+        for (DType dtype : element_types(GetParam())) {
+            const SinusoidalEmbeddings emb(d, xpos ? std::optional<double>(scale_base) : std::nullopt, xpos, 500000.0);
+            const RotaryTables t = tables(emb, n);
+            const Tensor q = random_tensor({1, 2, n, d}, Layout::Contiguous, rng, dtype);
+            const Tensor k = random_tensor({1, 1, n, d}, Layout::Contiguous, rng, dtype);
+            Tensor out[2][2];
+            for (int form = 0; form < 2; form++) {
+                out[form][0] = Tensor(q.shape(), dtype);
+                out[form][1] = Tensor(k.shape(), dtype);
+                RotaryOptions options;
+                options.positions = Positions::start(0);
+                run_apply_table(GetParam(), q, k,
+                                form ? RotaryTable::inv_freq(emb, n) : RotaryTable::angles(t.freqs, t.scale),
+                                out[form][0], out[form][1], options);
+            }
+            const std::string what = to_string(dtype) + " n " + std::to_string(n) + (xpos ? " xpos" : "");
+            check_rotation(q, out[1][0], t.freqs, xpos ? Scale(t.scale) : Scale(), false, kTol, what + " q'");
+            check_rotation(k, out[1][1], t.freqs, xpos ? Scale(t.scale) : Scale(), true, kTol, what + " k'");
+            // Bit for bit where the coefficients are materialized (every set but the baseline,
+            // which inlines them into each output, where LLVM fuses multiplies per expression).
+            if (std::string(GetParam().name) == "baseline") continue;
+            expect_same_bits(out[0][0], out[1][0], what + " q'");
+            expect_same_bits(out[0][1], out[1][1], what + " k'");
         }
-        expect_same_bits(out[0][0], out[1][0], to_string(dtype) + " q'");
-        expect_same_bits(out[0][1], out[1][1], to_string(dtype) + " k'");
     }
 }
 

@@ -93,16 +93,7 @@ inline void run_apply_table(const KernelSet &set, const Tensor &q, const Tensor 
     const Tensor qd = to_device(set, q), kd = to_device(set, k);
     const Tensor qo = device_output_for(set, q_out, q, qd);
     const Tensor ko = k_out.defined() ? device_output_for(set, k_out, k, kd) : Tensor();
-    const Tensor &st = table.scale().tensor();
-    const Scale scale = st.defined() ? Scale(to_device(set, st)) : table.scale();
-    RotaryTable t = table;
-    switch (table.form()) {
-    case RotaryTable::Form::Angles: t = RotaryTable::angles(to_device(set, table.first()), scale); break;
-    case RotaryTable::Form::CosSin:
-        t = RotaryTable::cos_sin(to_device(set, table.first()), to_device(set, table.second()), scale);
-        break;
-    case RotaryTable::Form::InvFreq: t = RotaryTable::inv_freq(to_device(set, table.first()), scale); break;
-    }
+    const RotaryTable t = set.device == Device::CPU ? table : table.to(set.device);
     options.positions = positions_on(set, options.positions);
     if (options.k_positions) options.k_positions = positions_on(set, *options.k_positions);
     detail::apply_rotary_pos_emb(set.get(), qd, kd, t, qo, ko, options);

@@ -273,11 +273,23 @@ public:
     // is no table to align to) and lie in [0, 2^31); the scale is a number or per feature
     // (1, rotary_dim).
     static RotaryTable inv_freq(const Tensor &inv_freq, const Scale &scale = {});
+    // The same from an embedding: its inv_freq and, with xPos, its scale computed in the
+    // kernel as its table of seq_len rows holds it (zeta^((p - seq_len // 2) / scale_base);
+    // bit for bit the angle form's results with that table). Made once, reused per call.
+    static RotaryTable inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_len, const Scale &scale = {});
+
+    // The same table with every tensor copied to `device` (where q and k live).
+    RotaryTable to(Device device) const;
 
     Form form() const { return form_; }
     const Tensor &first() const { return first_; }    // freqs, cos or inv_freq
     const Tensor &second() const { return second_; }  // sin
     const Scale &scale() const { return scale_; }
+    // inv_freq's xPos: log2 of zeta per frequency as (hi, lo) float32 pairs, (dim / 2, 2),
+    // scale_base and the N of the centring (undefined and 0 without xPos).
+    const Tensor &xpos_log2_zeta() const { return xpos_log2_zeta_; }
+    double xpos_scale_base() const { return xpos_scale_base_; }
+    int64_t xpos_seq_len() const { return xpos_seq_len_; }
 
 private:
     RotaryTable(Form form, const Tensor &first, const Tensor &second, const Scale &scale)
@@ -285,6 +297,9 @@ private:
     Form form_ = Form::Angles;
     Tensor first_, second_;
     Scale scale_;
+    Tensor xpos_log2_zeta_;
+    double xpos_scale_base_ = 0;
+    int64_t xpos_seq_len_ = 0;
 };
 
 std::string to_string(RotaryTable::Form form);
