@@ -204,7 +204,8 @@ public:
     Input<Buffer<float, 2>> *cos = nullptr, *sin = nullptr;           // cos_sin: (jj, N)
     Input<Buffer<float, 1>> *inv_freq = nullptr;                      // inv_freq: (jj)
     // inv_freq's xPos, computed in the kernel as the table's: log2 of zeta per frequency as
-    // a double-float (hi, lo: (2, jj)), scale_base (0: no xPos) and the N of the centring.
+    // a double-float (hi, lo: (2, jj)), scale_base and the N of the centring (without xPos:
+    // log2(zeta) 0, scale_base 0).
     Input<Buffer<float, 2>> *xpos_log2_zeta = nullptr;
     Input<float> *xpos_scale_base = nullptr;
     Input<int32_t> *xpos_seq_len = nullptr;
@@ -294,10 +295,6 @@ public:
             cpu::rotary_stream(*q_out, q_coef_, q_pair_, v, get_target(), knobs);
             cpu::rotary_stream(*k_out, k_coef_, k_pair_, v, get_target(), knobs);
         }
-        // Without xPos the no-table coefficients skip its exponential.
-        if (xpos_scale_base && schedule_kind != RotarySchedule::Baseline) {
-            for (Func coef : {q_coef_, k_coef_}) coef.specialize(*xpos_scale_base > 0.0f);
-        }
     }
 
 private:
@@ -339,9 +336,11 @@ private:
         s = s * select(*conjugate, -1.0f, 1.0f);
         Expr factor = (*scale)(v.jj, v.half, row_in(position, *scale, 2));
         if (xpos_scale_base) {
+            // Without xPos log2(zeta) is 0 and the factor 2^0 = 1 exactly (no select of
+            // vectors on a scalar: LLVM's RISC-V vector backend crashes on those).
             Expr log2_zeta = cast<double>((*xpos_log2_zeta)(0, v.jj)) + cast<double>((*xpos_log2_zeta)(1, v.jj));
-            Expr xpos = xpos_scale(log2_zeta, xpos_power(position, *xpos_seq_len, *xpos_scale_base));
-            factor = factor * select(*xpos_scale_base > 0.0f, xpos, 1.0f);
+            Expr base = select(*xpos_scale_base > 0.0f, *xpos_scale_base, 1.0f);
+            factor = factor * xpos_scale(log2_zeta, xpos_power(position, *xpos_seq_len, base));
         }
         if (inverse) {
             // One correctly rounded reciprocal (strict: LLVM would otherwise pick its own way
