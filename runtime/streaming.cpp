@@ -198,14 +198,17 @@ struct Tasks {
     const std::function<void(int)> *task;
     std::mutex mutex;
     std::exception_ptr error;
-    // Released by each task as its last access, acquired by the caller: the caller's stack
-    // (this struct) outlives the tasks through Halide's thread pool anyway, but its
-    // synchronization is uninstrumented, so ThreadSanitizer needs this edge to see it.
+    // Halide's thread pool orders the caller's writes before the tasks and the tasks before
+    // the caller's return, but its synchronization is uninstrumented: these two edges make
+    // that order visible to ThreadSanitizer. Published (release) by the caller, acquired by
+    // each task first; each task releases `finished` last, acquired by the caller after.
+    std::atomic<bool> published{false};
     std::atomic<int> finished{0};
 };
 
 int run_task(void *, int i, uint8_t *closure) {
     Tasks &tasks = *reinterpret_cast<Tasks *>(closure);
+    (void)tasks.published.load(std::memory_order_acquire);
     int rc = 0;
     try {
         (*tasks.task)(i);
@@ -221,6 +224,7 @@ int run_task(void *, int i, uint8_t *closure) {
 
 void parallel_tasks(int count, const std::function<void(int)> &task) {
     Tasks tasks{&task, {}, {}};
+    tasks.published.store(true, std::memory_order_release);
     const int rc = halide_do_par_for(nullptr, run_task, 0, count, reinterpret_cast<uint8_t *>(&tasks));
     (void)tasks.finished.load(std::memory_order_acquire);
     if (tasks.error) std::rethrow_exception(tasks.error);

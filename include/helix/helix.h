@@ -271,7 +271,7 @@ public:
     // kernel (the value the angle table holds); inv_freq (rotary_dim / 2,)
     // (SinusoidalEmbeddings::inv_freq, or a model's own). Positions must be given (there
     // is no table to align to) and lie in [0, 2^31); the scale is a number or per feature
-    // (1, rotary_dim).
+    // (1, rotary_dim) (xPos: the overload below).
     static RotaryTable inv_freq(const Tensor &inv_freq, const Scale &scale = {});
     // The same from an embedding: its inv_freq and, with xPos, its scale computed in the
     // kernel as its table of seq_len rows holds it (zeta^((p - seq_len // 2) / scale_base);
@@ -328,9 +328,9 @@ void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const Tensor &freqs,
 // (total, d)); k and k_out may both be undefined (only q rotates). Every position must be a
 // row of the table; the outputs are as in apply_rotary_pos_emb. On the CPU, outputs of up
 // to 64 KiB (a decode step) run on the calling thread, and once a call of its shape has run
-// on the thread, helix's own code allocates nothing; the kernel takes only its
-// coefficient tiles from halide_malloc (a decode step: four blocks of d floats)
-// (tests/decode_test.cpp).
+// on the thread, such a call makes no heap allocation: the kernel's buffers come from a
+// per-thread arena (tests/decode_test.cpp; a program that installs its own Halide
+// allocator loses the arena, not correctness).
 std::pair<Tensor, Tensor> apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table,
                                                const RotaryOptions &options = {});
 void apply_rotary_pos_emb(const Tensor &q, const Tensor &k, const RotaryTable &table, const Tensor &q_out,
