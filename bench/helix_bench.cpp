@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -24,6 +25,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include HELIX_BENCH_SETS_HEADER  // defines HELIX_BENCH_SETS(X) and HELIX_BENCH_DEVICE
@@ -217,6 +219,23 @@ void apply_rotary_scalar(benchmark::State &state, const Variant &v, const Rotary
         [&] { helix::detail::apply_rotary_pos_emb(v.get(), r.q, r.k, r.freqs, 1.0, qo, ko); });
 }
 
+// cos and sin tables (N, d/2) of a half-split angle table (N, d), on the bench's device:
+// true rotations, so repeated in-place steps keep the data's magnitude (random values would
+// shrink it into denormals).
+std::pair<Tensor, Tensor> cos_sin_of(const Tensor &angles) {
+    const Tensor a = angles.to(Device::CPU);
+    const int64_t n = a.size(0), half = a.size(1) / 2;
+    Tensor cos({n, half}), sin({n, half});
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t i = 0; i < half; i++) {
+            const float angle = static_cast<const float *>(a.data())[r * a.stride(0) + i];
+            static_cast<float *>(cos.data())[r * half + i] = std::cos(angle);
+            static_cast<float *>(sin.data())[r * half + i] = std::sin(angle);
+        }
+    }
+    return {cos.to(kDevice), sin.to(kDevice)};
+}
+
 // The other table forms on the same case (positions: q at the last q_rows rows, k from row
 // 0, as Zeta's alignment), and the backward pass (conjugate) with the xPos table. The bytes
 // are each form's own (cos and sin: N x d/2 each; inv_freq: d/2; angles with xPos: freqs
@@ -226,10 +245,7 @@ void apply_rotary_form(benchmark::State &state, const Variant &v, const RotaryCa
     const RotaryData &r = rotary_data(c, dtype);
     static std::map<std::string, std::pair<Tensor, Tensor>> cos_sin_cache;
     auto &[cos, sin] = cos_sin_cache[c.name];
-    if (!cos.defined()) {
-        cos = random_tensor({c.n, c.d / 2});
-        sin = random_tensor({c.n, c.d / 2});
-    }
+    if (!cos.defined()) std::tie(cos, sin) = cos_sin_of(r.freqs);
     const Tensor inv_freq = helix::SinusoidalEmbeddings(c.d).inv_freq().to(kDevice);
     const double qk = double(r.q.numel() + r.k.numel()) * r.q.element_size();
     helix::RotaryTable table = helix::RotaryTable::angles(r.freqs, r.scale);
@@ -258,7 +274,7 @@ constexpr int64_t kPosDim = HELIX_BENCH_POSITIONS_D, kPosTableRows = HELIX_BENCH
 helix::RotaryTable positions_table(helix::RotaryTable::Form form) {
     static const helix::SinusoidalEmbeddings emb(kPosDim, std::nullopt, false, 500000.0);
     static const helix::RotaryTables angles = emb.forward(kPosTableRows, kDevice);
-    static const Tensor cos = random_tensor({kPosTableRows, kPosDim / 2}), sin = random_tensor({kPosTableRows, kPosDim / 2});
+    static const auto [cos, sin] = cos_sin_of(angles.freqs);
     static const Tensor inv_freq = emb.inv_freq().to(kDevice);
     switch (form) {
     case helix::RotaryTable::Form::CosSin: return helix::RotaryTable::cos_sin(cos, sin);

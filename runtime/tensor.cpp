@@ -129,17 +129,10 @@ Tensor Tensor::from_halide(const Halide::Runtime::Buffer<> &buffer) {
                    "type code " + detail::str(int(t.code)) + " with " + detail::str(int(t.bits)) + " bits");
 }
 
-int Tensor::checked_dim(int dim) const {
+void Tensor::reject_dim(int dim) const {
     const int r = rank();
-    if (dim < -r || dim >= r) {
-        detail::reject("Tensor", "dim", "a dimension in [" + detail::str(-r) + ", " + detail::str(r) + ")",
-                       detail::str(dim));
-    }
-    return dim < 0 ? dim + r : dim;
+    detail::reject("Tensor", "dim", "a dimension in [" + detail::str(-r) + ", " + detail::str(r) + ")", detail::str(dim));
 }
-
-int64_t Tensor::size(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).extent(); }
-int64_t Tensor::stride(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).stride(); }
 
 std::vector<int64_t> Tensor::shape() const {
     std::vector<int64_t> s(rank());

@@ -533,21 +533,23 @@ TEST_P(ApplyRotary, InvFreqFormEqualsTheAngleTableBitForBit) {
         for (DType dtype : element_types(GetParam())) {
             const SinusoidalEmbeddings emb(d, xpos ? std::optional<double>(scale_base) : std::nullopt, xpos, 500000.0);
             const RotaryTables t = tables(emb, n);
-            const Tensor q = random_tensor({1, 2, n, d}, Layout::Contiguous, rng, dtype);
-            const Tensor k = random_tensor({1, 1, n, d}, Layout::Contiguous, rng, dtype);
+            const int64_t rows = std::min<int64_t>(n, 300);  // the last rows of the table
+            const Tensor q = random_tensor({1, 2, rows, d}, Layout::Contiguous, rng, dtype);
+            const Tensor k = random_tensor({1, 1, rows, d}, Layout::Contiguous, rng, dtype);
             Tensor out[2][2];
             for (int form = 0; form < 2; form++) {
                 out[form][0] = Tensor(q.shape(), dtype);
                 out[form][1] = Tensor(k.shape(), dtype);
                 RotaryOptions options;
-                options.positions = Positions::start(0);
+                options.positions = Positions::start(n - rows);
                 run_apply_table(GetParam(), q, k,
                                 form ? RotaryTable::inv_freq(emb, n) : RotaryTable::angles(t.freqs, t.scale),
                                 out[form][0], out[form][1], options);
             }
             const std::string what = to_string(dtype) + " n " + std::to_string(n) + (xpos ? " xpos" : "");
             check_rotation(q, out[1][0], t.freqs, xpos ? Scale(t.scale) : Scale(), false, kTol, what + " q'");
-            check_rotation(k, out[1][1], t.freqs, xpos ? Scale(t.scale) : Scale(), true, kTol, what + " k'");
+            check_rotation(k, out[1][1], t.freqs.narrow(0, n - rows, rows),
+                           xpos ? Scale(t.scale.narrow(0, n - rows, rows)) : Scale(), true, kTol, what + " k'");
             // Bit for bit where the coefficients are materialized (every set but the baseline,
             // which inlines them into each output, where LLVM fuses multiplies per expression).
             if (std::string(GetParam().name) == "baseline") continue;

@@ -75,8 +75,9 @@ public:
     // Whether the tensor describes an array (rank 0 holds one element, on any device).
     bool defined() const;
     int rank() const { return buffer_.dimensions(); }
-    int64_t size(int dim) const;    // negative dims count from the end
-    int64_t stride(int dim) const;  // in elements
+    // Negative dims count from the end. Inline: the operations' checks call them often.
+    int64_t size(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).extent(); }
+    int64_t stride(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).stride(); }  // in elements
     std::vector<int64_t> shape() const;
     std::vector<int64_t> strides() const;
     int64_t numel() const;
@@ -105,7 +106,12 @@ public:
 private:
     struct Shares {};
     Tensor(Shares, Halide::Runtime::Buffer<> buffer) : buffer_(std::move(buffer)) {}
-    int checked_dim(int dim) const;
+    int checked_dim(int dim) const {
+        const int r = rank();
+        if (dim < -r || dim >= r) reject_dim(dim);
+        return dim < 0 ? dim + r : dim;
+    }
+    [[noreturn]] void reject_dim(int dim) const;
     Halide::Runtime::Buffer<> buffer_;
 };
 
