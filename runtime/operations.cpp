@@ -268,16 +268,18 @@ struct RotaryKernel {
         }
         case RotaryTable::Form::InvFreq: {
             KernelView i_view(first, 1);
-            // Without xPos the kernel reads no log2(zeta): a zero pair broadcast over the
-            // frequencies stands in.
+            // Without xPos log2(zeta) is 0 (the factor 2^0 = 1): on the CPU a zero pair
+            // broadcast over the frequencies, on a device a zero table there (Halide would
+            // copy a host-only buffer over and leave its device copy behind).
             float no_zeta[2] = {0, 0};
             halide_buffer_t no_zeta_buffer{};
             no_zeta_buffer.host = reinterpret_cast<uint8_t *>(no_zeta);
             no_zeta_buffer.type = halide_type_t(halide_type_float, 32);
             const halide_dimension_t no_zeta_shape[2] = {halide_dimension_t(0, 2, 0),
                                                          halide_dimension_t(0, static_cast<int32_t>(width / 2), 0)};
-            KernelView z_view = xpos_log2_zeta.defined() ? KernelView(xpos_log2_zeta, 2)
-                                                         : KernelView(no_zeta_buffer, 2, no_zeta_shape);
+            Tensor zeta = xpos_log2_zeta;
+            if (!zeta.defined() && like.device() != Device::CPU) zeta = Tensor({width / 2, 2}).to(like.device());
+            KernelView z_view = zeta.defined() ? KernelView(zeta, 2) : KernelView(no_zeta_buffer, 2, no_zeta_shape);
             run_kernel(op, [&](void *uc) {
                 return typed.apply_rotary_inv_freq(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
                                                    i_view.raw(), z_view.raw(), xpos_scale_base, xpos_seq_len,
