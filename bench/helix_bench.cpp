@@ -239,9 +239,9 @@ std::pair<Tensor, Tensor> cos_sin_of(const Tensor &angles) {
 // The other table forms on the same case (positions: q at the last q_rows rows, k from row
 // 0, as Zeta's alignment), and the backward pass (conjugate) with the xPos table. The bytes
 // are each form's own (cos and sin: N x d/2 each; inv_freq: d/2; angles with xPos: freqs
-// and scale).
+// and scale). The no-table form forms its angles as `angles` says (AngleMode).
 void apply_rotary_form(benchmark::State &state, const Variant &v, const RotaryCase &c, helix::DType dtype,
-                       helix::RotaryTable::Form form, bool conjugate) {
+                       helix::RotaryTable::Form form, bool conjugate, helix::AngleMode angles = helix::AngleMode::Fp32) {
     const RotaryData &r = rotary_data(c, dtype);
     static std::map<std::string, std::pair<Tensor, Tensor>> cos_sin_cache;
     auto &[cos, sin] = cos_sin_cache[c.name];
@@ -254,7 +254,7 @@ void apply_rotary_form(benchmark::State &state, const Variant &v, const RotaryCa
         table = helix::RotaryTable::cos_sin(cos, sin);
         bytes = 2 * qk + 2.0 * cos.numel() * sizeof(float);
     } else if (form == helix::RotaryTable::Form::InvFreq) {
-        table = helix::RotaryTable::inv_freq(inv_freq);
+        table = helix::RotaryTable::inv_freq(inv_freq, {}, angles);
         bytes = 2 * qk + inv_freq.numel() * sizeof(float);
     }
     helix::RotaryOptions options;
@@ -378,10 +378,10 @@ void rotate_half(benchmark::State &state, const Variant &v) {
     run(state, bytes, double(x.numel()), copy_rate, out, [&] { helix::detail::rotate_half(v.get(), x, out); });
 }
 
-void sinusoidal_table(benchmark::State &state, const Variant &v, int64_t n) {
+void sinusoidal_table(benchmark::State &state, const Variant &v, int64_t n, helix::AngleMode angles) {
     const int64_t d = HELIX_BENCH_TABLE_DIM;
     const Tensor freqs = random_tensor({n, d}), scale = random_tensor({n, d});
-    const helix::SinusoidalEmbeddings emb(d, 512.0, true);
+    const helix::SinusoidalEmbeddings emb(d, 512.0, true, 10000.0, helix::Pairing::HalfSplit, {}, angles);
     // Write-only: the roofline is a copy writing the same bytes (freqs into scale: half).
     const double bytes = 2.0 * freqs.numel() * sizeof(float);
     const double copy_rate = best_rate(bytes, scale, [&](CopyKind kind) { copy(freqs, scale, kind); });
@@ -424,6 +424,13 @@ void register_all() {
                 add("apply_rotary/" + std::string(tuned.name) + "_" + helix::to_string(form) + "/" + shape,
                     [&c, &tuned, dt, form](benchmark::State &s) { apply_rotary_form(s, tuned, c, dt, form, false); });
             }
+            // AngleMode::Accurate: the no-table form forms the exact product (an angle table in
+            // that mode is read by the same kernel as in fp32 mode).
+            add("apply_rotary/" + std::string(tuned.name) + "_inv_freq_accurate/" + shape,
+                [&c, &tuned, dt](benchmark::State &s) {
+                    apply_rotary_form(s, tuned, c, dt, helix::RotaryTable::Form::InvFreq, false,
+                                      helix::AngleMode::Accurate);
+                });
             add("apply_rotary/" + std::string(tuned.name) + "_backward/" + shape,
                 [&c, &tuned, dt](benchmark::State &s) {
                     apply_rotary_form(s, tuned, c, dt, helix::RotaryTable::Form::Angles, true);
@@ -466,9 +473,13 @@ void register_all() {
         add("rotate_half/" + std::string(v.name) + "/" + rotate_half_shape + "/float32",
             [&v](benchmark::State &s) { rotate_half(s, v); });
         for (int64_t n : {HELIX_BENCH_TABLE_ROWS}) {
-            add("sinusoidal_table/" + std::string(v.name) + "/n" + std::to_string(n) + "_d" +
-                    std::to_string(HELIX_BENCH_TABLE_DIM) + "_xpos/float32",
-                [&v, n](benchmark::State &s) { sinusoidal_table(s, v, n); });
+            for (const helix::AngleMode angles : {helix::AngleMode::Fp32, helix::AngleMode::Accurate}) {
+                if (angles == helix::AngleMode::Accurate && &v != &kVariants[0]) continue;  // tuned only
+                const std::string mode = angles == helix::AngleMode::Accurate ? "_accurate" : "";
+                add("sinusoidal_table/" + std::string(v.name) + mode + "/n" + std::to_string(n) + "_d" +
+                        std::to_string(HELIX_BENCH_TABLE_DIM) + "_xpos/float32",
+                    [&v, n, angles](benchmark::State &s) { sinusoidal_table(s, v, n, angles); });
+            }
         }
     }
 }

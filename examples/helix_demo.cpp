@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -151,6 +152,39 @@ int main() {
         for (int64_t t = 0; t < 8; t++) worst = std::max(worst, std::fabs(back.at({t, 0, 1}) - 1.0));
         std::printf("  backward of the varlen call: max |x - R(-a) R(a) x| = %.2g\n", worst);
         if (worst > 1e-5) return 1;
+    }
+
+    {
+        // Long context: Llama 3.1's table (theta 500000, rope_scaling llama3: factor 8, low and
+        // high frequency factors 1 and 4, original context 8192) and the error of its angles
+        // against float64 at long positions: the float32 product (fp32, what PyTorch and HF
+        // form) and the exact one reduced modulo 2 pi (accurate).
+        std::printf("== long context: Llama 3.1 (theta 500000, llama3 scaling) fp32 vs accurate angles\n");
+        const int64_t d = 128;
+        const helix::RopeScaling llama31 = helix::RopeScaling::llama3(8.0, 1.0, 4.0, 8192);
+        const helix::SinusoidalEmbeddings fp32(d, std::nullopt, false, 500000.0, helix::Pairing::HalfSplit, llama31);
+        const helix::SinusoidalEmbeddings accurate(d, std::nullopt, false, 500000.0, helix::Pairing::HalfSplit, llama31,
+                                                   helix::AngleMode::Accurate);
+        const float *inv = static_cast<const float *>(fp32.inv_freq().data());
+        std::printf("  inv_freq[0, 32, 48, 63] = %.9g %.9g %.9g %.9g (attention factor %g)\n", inv[0], inv[32], inv[48],
+                    inv[63], fp32.attention_factor());
+        for (int bits : {16, 18, 20}) {
+            const int64_t position = (int64_t(1) << bits) - 1;  // 2^k itself times a float is exact
+            double worst[2] = {0, 0};
+            for (int m = 0; m < 2; m++) {
+                const helix::Tensor freqs({1, d}), scale({1});
+                (m ? accurate : fp32).window(position + 1, position, freqs, scale);
+                for (int64_t j = 0; j < d / 2; j++) {
+                    const double exact = static_cast<double>(position) * inv[j];
+                    const double a = freqs.at({0, j});
+                    worst[m] = std::max({worst[m], std::fabs(std::cos(a) - std::cos(exact)),
+                                         std::fabs(std::sin(a) - std::sin(exact))});
+                }
+            }
+            std::printf("  position 2^%d - 1: max |cos, sin error| vs float64: fp32 %.2e, accurate %.2e\n", bits,
+                        worst[0], worst[1]);
+            if (worst[1] > 1e-6) return 1;
+        }
     }
 
     const int64_t b = 1, h = 32, n = 4096, d = 128;

@@ -54,13 +54,16 @@ struct Storage {
 
 // Sinusoidal angle table (and, with xpos, the xPos scale table) of Zeta's
 // SinusoidalEmbeddings, for rows [start, start + rows) of a table of seq_len positions.
+// inv_freq comes from the host (the embedding's, scaled: runtime/rope_scaling.cpp); with
+// `accurate` the angle is the exact product reduced modulo 2 pi (AngleMode::Accurate).
 class SinusoidalTable : public Generator<SinusoidalTable> {
 public:
     GeneratorParam<Schedule> schedule_kind{"schedule", Schedule::Tuned, schedule_names()};
     GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<bool> xpos{"xpos", false};
 
-    Input<float> theta{"theta"};
+    Input<Buffer<float, 1>> inv_freq{"inv_freq"};  // (jj)
+    Input<bool> accurate{"accurate"};
     Input<int32_t> seq_len{"seq_len"};  // N: xPos centres positions at N // 2
     Input<int32_t> start{"start"};      // position of the first row produced
     Input<bool> rows_aligned{"rows_aligned"};  // every output row starts 16-byte aligned
@@ -78,8 +81,8 @@ public:
     void generate() {
         Expr dim = 2 * freqs.dim(0).extent();
         Expr position = start + v.n;
-        inv_freq_(v.jj) = inv_freq(v.jj, dim, theta);
-        angle_(v.jj, v.n) = angle(position, inv_freq_(v.jj));
+        angle_(v.jj, v.n) = blend(accurate, cast<float>(reduced_angle(exact_angle(position, inv_freq(v.jj)))),
+                                  angle(position, inv_freq(v.jj)));
         freqs(v.jj, v.half, v.n) = angle_(v.jj, v.n);
         if (xpos) {
             log2_zeta_(v.jj) = log2_f64(xpos_zeta(v.jj, dim));
@@ -91,7 +94,9 @@ public:
 
     void schedule() {
         dense_rows(freqs, 3, pairing);
-        theta.set_estimate(10000.0f);
+        inv_freq.dim(0).set_min(0).set_stride(1);
+        inv_freq.set_estimates({{0, kEstHalfDim}});
+        accurate.set_estimate(false);
         seq_len.set_estimate(kEstRows);
         start.set_estimate(0);
         rows_aligned.set_estimate(true);
@@ -104,7 +109,6 @@ public:
         if (using_autoscheduler() || schedule_kind == Schedule::Baseline) return;
         // Per-frequency constants: H values, computed once.
         if (get_target().has_gpu_feature()) {
-            gpu::per_frequency(inv_freq_);
             gpu::table(freqs, angle_, v, rows_aligned && gpu::strides_aligned(freqs));
             if (xpos) {
                 gpu::per_frequency(log2_zeta_);
@@ -113,7 +117,6 @@ public:
             }
             return;
         }
-        inv_freq_.compute_root();
         cpu::table(freqs, angle_, v, get_target());
         if (xpos) {
             log2_zeta_.compute_root();
@@ -123,7 +126,7 @@ public:
 
 private:
     Vars v;
-    Func inv_freq_{"inv_freq"}, angle_{"angle"}, log2_zeta_{"log2_zeta"}, power_{"power"}, scale_row_{"scale_row"};
+    Func angle_{"angle"}, log2_zeta_{"log2_zeta"}, power_{"power"}, scale_row_{"scale_row"};
 };
 
 // Zeta's rotate_half: (x1, x2) -> (-x2, x1) on the last dimension.
@@ -198,11 +201,13 @@ public:
 
     Input<bool> *rows_aligned = nullptr;  // every row of q, k, q_out, k_out starts 16-byte aligned
     Input<bool> *conjugate = nullptr;     // R(-a): the backward pass
+    Input<float> *attention = nullptr;    // multiplies cos and sin of q and k (RopeScaling)
     Input<Buffer<>> *q = nullptr, *k = nullptr;
     Input<Buffer<int32_t, 2>> *q_rows = nullptr, *k_rows = nullptr;  // (n, b) positions
     Input<Buffer<float, 3>> *freqs = nullptr;                         // angles: (jj, half, N)
     Input<Buffer<float, 2>> *cos = nullptr, *sin = nullptr;           // cos_sin: (jj, N)
     Input<Buffer<float, 1>> *inv_freq = nullptr;                      // inv_freq: (jj)
+    Input<bool> *accurate = nullptr;  // inv_freq: the exact product as the angle (AngleMode)
     // inv_freq's xPos, computed in the kernel as the table's: log2 of zeta per frequency as
     // a double-float (hi, lo: (2, jj)), scale_base and the N of the centring (without xPos:
     // log2(zeta) 0, scale_base 0).
@@ -215,6 +220,7 @@ public:
     void configure() {
         rows_aligned = add_input<bool>("rows_aligned");
         conjugate = add_input<bool>("conjugate");
+        attention = add_input<float>("attention");
         q = add_input<Buffer<>>("q", storage().type(), 5);
         k = add_input<Buffer<>>("k", storage().type(), 5);
         q_rows = add_input<Buffer<int32_t, 2>>("q_rows");
@@ -227,6 +233,7 @@ public:
             break;
         case TableForm::InvFreq:
             inv_freq = add_input<Buffer<float, 1>>("inv_freq");
+            accurate = add_input<bool>("accurate");
             xpos_log2_zeta = add_input<Buffer<float, 2>>("xpos_log2_zeta");
             xpos_scale_base = add_input<float>("xpos_scale_base");
             xpos_seq_len = add_input<int32_t>("xpos_seq_len");
@@ -238,8 +245,8 @@ public:
     }
 
     void generate() {
-        coefficients(*q_rows, false, q_coef_);
-        coefficients(*k_rows, true, k_coef_);
+        coefficients(*q_rows, false, q_trig_, q_coef_);
+        coefficients(*k_rows, true, k_trig_, k_coef_);
         rotate(*q, q_coef_, q_pair_, *q_out);
         rotate(*k, k_coef_, k_pair_, *k_out);
     }
@@ -247,6 +254,7 @@ public:
     void schedule() {
         rows_aligned->set_estimate(true);
         conjugate->set_estimate(false);
+        attention->set_estimate(1.0f);
         for (auto *buf : {q, k}) {
             dense_rows(*buf, 5, pairing);
             estimate_tensor(*buf);
@@ -277,6 +285,7 @@ public:
             xpos_log2_zeta->dim(0).set_bounds(0, 2).set_stride(Expr());  // stride 0 without xPos
             xpos_log2_zeta->dim(1).set_min(0);
             xpos_log2_zeta->set_estimates({{0, 2}, {0, kEstHalfDim}});
+            accurate->set_estimate(false);
             xpos_scale_base->set_estimate(0.0f);
             xpos_seq_len->set_estimate(kEstRows);
         }
@@ -288,18 +297,21 @@ public:
             in_place_pairs(*q_out, q_pair_, v);
             in_place_pairs(*k_out, k_pair_, v);
         } else if (get_target().has_gpu_feature()) {
-            gpu::rotary_stream(*q_out, q_coef_, q_pair_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
-            gpu::rotary_stream(*k_out, k_coef_, k_pair_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
+            gpu::rotary_stream(*q_out, q_coef_, q_trig_, q_pair_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
+            gpu::rotary_stream(*k_out, k_coef_, k_trig_, k_pair_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
         } else {
             const cpu::RotaryKnobs knobs{schedule_kind, rows_per_task, vector_factor};
-            cpu::rotary_stream(*q_out, q_coef_, q_pair_, v, get_target(), knobs);
-            cpu::rotary_stream(*k_out, k_coef_, k_pair_, v, get_target(), knobs);
+            cpu::rotary_stream(*q_out, q_coef_, q_trig_, q_pair_, v, get_target(), knobs);
+            cpu::rotary_stream(*k_out, k_coef_, k_trig_, k_pair_, v, get_target(), knobs);
         }
     }
 
 private:
     Vars v;
     Func q_coef_{"q_coef"}, k_coef_{"k_coef"}, q_pair_{"q_pair"}, k_pair_{"k_pair"};
+    // The inv_freq form's (cos, sin, xPos factor) per frequency and row, shared by both
+    // halves of a pair (undefined in the table forms, whose rows may differ per half).
+    Func q_trig_{"q_trig"}, k_trig_{"k_trig"};
     Storage storage() const { return {element_type, bits_storage}; }
 
     // A position clamped to the rows of a table (the runtime has checked it already).
@@ -310,9 +322,9 @@ private:
 
     // coef(jj, half, n, b) = (cos(a) s, sin(a) s) of row n, batch b of a stream at its
     // position (inverse: 1 / s, for keys), sin negated when conjugate.
-    void coefficients(Input<Buffer<int32_t, 2>> &rows, bool inverse, Func coef) {
+    void coefficients(Input<Buffer<int32_t, 2>> &rows, bool inverse, Func trig, Func coef) {
         Expr position = rows(v.n, v.b);
-        Expr c, s;
+        Expr c, s, xpos_factor = 1.0f;
         switch (table_form) {
         case TableForm::Angles: {
             Tuple cs = cos_sin((*freqs)(v.jj, v.half, row_in(position, *freqs, 2)));
@@ -325,23 +337,25 @@ private:
             s = (*sin)(v.jj, row_in(position, *sin, 1));
             break;
         case TableForm::InvFreq: {
-            Tuple cs = cos_sin(angle(position, (*inv_freq)(v.jj)));
-            c = cs[0];
-            s = cs[1];
-            break;
-        }
-        }
-        // A scalar sign (exact): a select between vectors on a scalar condition crashes
-        // LLVM's RISC-V vector backend (vp.select).
-        s = s * select(*conjugate, -1.0f, 1.0f);
-        Expr factor = (*scale)(v.jj, v.half, row_in(position, *scale, 2));
-        if (xpos_scale_base) {
+            Expr inv = (*inv_freq)(v.jj);
+            Tuple cs = cos_sin(blend(*accurate, exact_angle(position, inv), cast<double>(angle(position, inv))));
             // Without xPos log2(zeta) is 0 and the factor 2^0 = 1 exactly (no select of
             // vectors on a scalar: LLVM's RISC-V vector backend crashes on those).
             Expr log2_zeta = cast<double>((*xpos_log2_zeta)(0, v.jj)) + cast<double>((*xpos_log2_zeta)(1, v.jj));
             Expr base = select(*xpos_scale_base > 0.0f, *xpos_scale_base, 1.0f);
-            factor = factor * xpos_scale(log2_zeta, xpos_power(position, *xpos_seq_len, base));
+            trig(v.jj, v.n, v.b) = {cs[0], cs[1], xpos_scale(log2_zeta, xpos_power(position, *xpos_seq_len, base))};
+            c = trig(v.jj, v.n, v.b)[0];
+            s = trig(v.jj, v.n, v.b)[1];
+            xpos_factor = trig(v.jj, v.n, v.b)[2];
+            break;
         }
+        }
+        // A scalar sign (exact): a select between vectors on a scalar condition crashes
+        // LLVM's RISC-V vector backend (vp.select). The attention factor scales both, as
+        // HF rounds cos * attention_scaling (exact when it is 1).
+        c = c * *attention;
+        s = s * *attention * select(*conjugate, -1.0f, 1.0f);
+        Expr factor = (*scale)(v.jj, v.half, row_in(position, *scale, 2)) * xpos_factor;
         if (inverse) {
             // One correctly rounded reciprocal (strict: LLVM would otherwise pick its own way
             // of dividing, differently for each form's expression of the factor).

@@ -48,20 +48,22 @@ using Halide::Tuple;
 
 inline Expr f64(double v) { return Halide::Internal::make_const(Float(64), v); }
 
-// inv_freq[jj] = 1 / theta^(2 jj / dim), as PyTorch evaluates
-// 1.0 / (theta ** (arange(0, dim, 2).float() / dim)) in float32: a float32 exponent, a
-// float32 power (the correctly rounded one, via double: what PyTorch's scalar path, libm
-// powf, returns; its vectorized Sleef powf is within 1 ulp of it) and a float32 reciprocal.
-// strict_float: the values must not depend on the schedule (fast-math would otherwise
-// fold n * (1 / p) into n / p when inlined).
-inline Expr inv_freq(Expr jj, Expr dim, Expr theta) {
-    Expr exponent = cast<float>(2 * jj) / cast<float>(dim);
-    Expr power = cast<float>(Halide::pow(cast<double>(theta), cast<double>(exponent)));
-    return Halide::strict_float(1.0f / power);
-}
-
 // freqs[n, jj]: the float32 product position * inv_freq, rounded once, as PyTorch forms it.
 inline Expr angle(Expr position, Expr inv_freq) { return Halide::strict_float(cast<float>(position) * inv_freq); }
+
+// The same product in double (AngleMode::Accurate): exact for positions below 2^29
+// (24 + 29 significant bits).
+inline Expr exact_angle(Expr position, Expr inv_freq) {
+    return Halide::strict_float(cast<double>(position) * cast<double>(inv_freq));
+}
+
+// select(flag, a, b) for a scalar bool flag, as a blend of the bits of a and b: LLVM's
+// RISC-V vector backend crashes on a select between vectors on a scalar condition.
+inline Expr blend(Expr flag, Expr a, Expr b) {
+    const Halide::Type bits = Halide::UInt(a.type().bits());
+    Expr mask = Halide::Internal::make_zero(bits) - cast(bits, flag);  // all ones or zero
+    return Halide::reinterpret(a.type(), (Halide::reinterpret(bits, a) & mask) | (Halide::reinterpret(bits, b) & ~mask));
+}
 
 // The xPos base per frequency, zeta[jj] = (2 jj + 0.4 dim) / (1.4 dim), in float32 with the
 // constants rounded from double as PyTorch rounds its Python-float scalars.
@@ -100,12 +102,21 @@ inline Expr xpos_scale(Expr log2_zeta_f64, Expr power) {
 
 inline Expr log2_f64(Expr x) { return Halide::log(cast<double>(x)) * f64(1.4426950408889634074); }
 
+// A double angle reduced modulo 2 pi, into [-pi, pi]: a - k 2 pi with k = round(a / 2 pi),
+// 1 / 2 pi split in two float32 parts and 2 pi in three (cos_sin's splits of 2 / pi and
+// pi / 2, scaled by 4: exact), so that k * part 1 is exact for |k| < 2^32.
+inline Expr reduced_angle(Expr a) {
+    auto c = [](float v) { return cast<double>(Expr(v)); };
+    Expr k = Halide::strict_float(Halide::round(a * c(0x1.45f306p-3f) + a * c(0x1.b93910p-28f)));
+    return Halide::strict_float(a - k * c(0x1.921fb0p+2f) - k * c(0x1.5110b4p-20f) - k * c(0x1.84698ap-46f));
+}
+
 // The largest |angle| (rad) whose cos and sin are within float32 rounding of float64:
 // the quadrant count k then has at most 32 bits, so k * kHalfPi1 (21 significant bits) is
 // exact in double. Beyond it the results stay in [-1, 1] but are not accurate.
 constexpr double kMaxAccurateAngle = 4294967296.0;  // 2^32
 
-// (cos a, sin a) of a float32 angle, vectorizable, within float32 rounding of float64 for
+// (cos a, sin a) of a float32 (or double) angle, vectorizable, within float32 rounding of float64 for
 // |a| <= kMaxAccurateAngle. In double: the quadrant k = round(a 2/pi) with 2/pi split in two
 // float32 parts (a * part 1 is exact), then r = a - k pi/2 with pi/2 split in three
 // (Cody-Waite: k * part 1 exact, what is left of pi/2 is 1e-22). The polynomials run in
@@ -125,10 +136,13 @@ inline Tuple cos_sin(Expr angle) {
     // k mod 4 as a float (0, 1, 2 or 3, exact): no float -> int conversion, whose
     // truncating RVV forms (vfcvt.rtz) qemu 7.2 cannot emulate.
     Expr quadrant = cast<float>(k - c(4.0f) * Halide::floor(k * c(0.25f)));
-    Expr z = rf * rf;
-    Expr sin_r = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * rf + rf;
-    Expr cos_r = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
-                 0.5f * z + 1.0f;
+    // strict_float: LLVM would otherwise fuse the polynomials' multiply-adds differently
+    // with the code around them (a schedule's full vectors and masked tails differ), and
+    // every form and schedule must give the same bits.
+    Expr z = Halide::strict_float(rf * rf);
+    Expr sin_r = Halide::strict_float(((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * rf + rf);
+    Expr cos_r = Halide::strict_float(
+        ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f);
     // a = k pi/2 + r: rotate (cos r, sin r) by the quadrant.
     Expr cs = select(quadrant == 0.0f, cos_r, quadrant == 1.0f, -sin_r, quadrant == 2.0f, -cos_r, sin_r);
     Expr sn = select(quadrant == 0.0f, sin_r, quadrant == 1.0f, cos_r, quadrant == 2.0f, -sin_r, -cos_r);

@@ -63,6 +63,10 @@ using Halide::Var;
 // streams past them.
 constexpr int kRowsPerTask = 16;
 
+// Outputs of at most this many feature pairs run serially (rotary_stream): 64 rows of
+// d = 128, the 32 query heads of a decode step and then some.
+constexpr int kSmallOutputPairs = 64 * 64;
+
 inline int lanes(const Target &t) { return t.natural_vector_size<float>(); }
 
 // The (jj, half) part of a row: full vectors along jj (a masked tail when H is not a
@@ -88,28 +92,40 @@ struct RotaryKnobs {
 // (cos * scale, sin * scale) pair. It is computed once per tile of rows and reused by
 // every head and batch of the tile: the trigonometry costs one evaluation per table
 // element, not one per output element. Few rows (decode) parallelize over heads instead.
-inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, const Target &t, const RotaryKnobs &k = {}) {
+// trig (when defined: the no-table form) is coef's per-frequency part, computed with it
+// once for both halves.
+inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars &v, const Target &t,
+                          const RotaryKnobs &k = {}) {
     Var io{"io"}, ii{"ii"}, hb{"hb"};
     const int width = lanes(t) * k.vector_factor;
+    auto with_trig = [&](Halide::LoopLevel at) {
+        if (trig.defined()) trig.compute_at(at).vectorize(v.jj, width, TailStrategy::GuardWithIf);
+    };
     if (k.schedule == RotarySchedule::HeadsOuter) {
         out.fuse(v.h, v.b, hb).parallel(hb);
         vectorize_row(out, v, width, pair);
         coef.compute_at(out, v.n);
         vectorize_row(coef, v, width);
+        with_trig(Halide::LoopLevel(out, v.n));
         return;
     }
-    out.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf)
-        .fuse(v.h, v.b, hb)
-        .reorder(v.jj, v.half, ii, hb, io);
+    out.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf).reorder(v.jj, v.half, ii, v.h, v.b, io);
     vectorize_row(out, v, width, pair);
-    Halide::Expr rows = out.output_buffer().dim(2).extent();
+    const Halide::OutputImageParam o = out.output_buffer();
+    Halide::Expr rows = o.dim(2).extent();
+    // A small output (a decode step) is one serial loop nest: a task per head, and the two
+    // divisions that split a fused (h, b) index, cost more than a head's row.
+    out.specialize(rows * o.dim(3).extent() * o.dim(4).extent() * o.dim(0).extent() <= kSmallOutputPairs);
+    out.fuse(v.h, v.b, hb);
     out.specialize(rows >= 8 * k.rows_per_task).parallel(io);
     out.parallel(hb);
     if (k.schedule == RotarySchedule::CoefTable) {
         Var co{"co"}, ci{"ci"};
         coef.compute_root().split(v.n, co, ci, k.rows_per_task, TailStrategy::GuardWithIf).parallel(co);
+        with_trig(Halide::LoopLevel(coef, ci));
     } else {
         coef.compute_at(out, io);
+        with_trig(Halide::LoopLevel(out, io));
     }
     vectorize_row(coef, v, width);
 }
@@ -212,7 +228,7 @@ void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, 
 
 // apply_rotary, one output stream: coef (cos*s, sin*s) is computed by each thread for its
 // features and row, then reused for up to 8 heads/batches looped inside the thread.
-inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, Halide::Expr aligned) {
+inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars &v, Halide::Expr aligned) {
     RowTile t;
     Var hb{"hb"}, hbo{"hbo"}, hbi{"hbi"};
     tile_rows(out, v, t, aligned, [&](Stage s) {
@@ -223,6 +239,7 @@ inline void rotary_stream(Func out, Func coef, Func pair, const Vars &v, Halide:
             .gpu_blocks(t.no, hbo);
     });
     coef.compute_at(out, t.jb).unroll(v.half);
+    if (trig.defined()) trig.compute_at(out, t.jb);
     pair_per_thread(pair, out, hbi, v, aligned);
 }
 

@@ -4,6 +4,7 @@
 #include "checks.h"
 #include "error.h"
 #include "kernels.h"
+#include "rope_scaling.h"
 
 #include <HalideRuntime.h>
 
@@ -64,8 +65,16 @@ RotaryTable RotaryTable::cos_sin_cache(const Tensor &cache, const Scale &scale) 
     return cos_sin(cache.narrow(1, 0, half), cache.narrow(1, half, half), scale);
 }
 
-RotaryTable RotaryTable::inv_freq(const Tensor &inv_freq, const Scale &scale) {
-    return {Form::InvFreq, inv_freq, {}, scale};
+RotaryTable RotaryTable::inv_freq(const Tensor &inv_freq, const Scale &scale, AngleMode angles) {
+    RotaryTable t{Form::InvFreq, inv_freq, {}, scale};
+    t.angles_ = angles;
+    return t;
+}
+
+RotaryTable RotaryTable::with_attention_factor(double factor) const {
+    RotaryTable t = *this;
+    t.attention_factor_ = detail::require_positive_float("RotaryTable::with_attention_factor", "factor", factor);
+    return t;
 }
 
 RotaryTable RotaryTable::to(Device device) const {
@@ -79,9 +88,10 @@ RotaryTable RotaryTable::to(Device device) const {
 }
 
 RotaryTable RotaryTable::inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_len, const Scale &scale) {
-    RotaryTable t{Form::InvFreq, emb.inv_freq(), {}, scale};
+    const int32_t rows = detail::require_int32("RotaryTable::inv_freq", "seq_len", seq_len, 0);
+    RotaryTable t = inv_freq(emb.inv_freq(seq_len), scale, emb.angle_mode()).with_attention_factor(emb.attention_factor());
     if (!emb.use_xpos()) return t;
-    t.xpos_seq_len_ = detail::require_int32("RotaryTable::inv_freq", "seq_len", seq_len, 0);
+    t.xpos_seq_len_ = rows;
     t.xpos_scale_base_ = *emb.scale_base();
     // log2(zeta) in double as the table kernel forms it (generators/rope_algorithm.h:
     // xpos_zeta in float32, its log in double), split into two float32 parts: exact to
@@ -100,8 +110,15 @@ RotaryTable RotaryTable::inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_l
 }
 
 SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base, bool use_xpos, double theta,
-                                           Pairing pairing)
-    : dim_(dim), scale_base_(scale_base), use_xpos_(use_xpos), theta_(theta), pairing_(pairing) {
+                                           Pairing pairing, const RopeScaling &scaling, AngleMode angles)
+    : dim_(dim),
+      scale_base_(scale_base),
+      use_xpos_(use_xpos),
+      theta_(theta),
+      pairing_(pairing),
+      scaling_(scaling),
+      angles_(angles),
+      attention_factor_(1.0) {
     const char *op = "SinusoidalEmbeddings";
     if (dim <= 0 || dim % 2 || dim > std::numeric_limits<int32_t>::max()) {
         detail::reject(op, "dim", "a positive even number below 2^31", detail::str(dim));
@@ -113,6 +130,9 @@ SinusoidalEmbeddings::SinusoidalEmbeddings(int64_t dim, std::optional<double> sc
         detail::reject(op, "scale_base", "a value: scale_base must be set when use_xpos is true", "none");
     }
     if (scale_base) detail::require_positive_float(op, "scale_base", *scale_base);
+    detail::check_scaling(op, scaling, dim);
+    attention_factor_ = detail::scaled_attention_factor(scaling);
+    detail::require_positive_float(op, "attention factor (of rope_scaling)", attention_factor_);
 }
 
 RotaryTables SinusoidalEmbeddings::forward(const Tensor &x) const {
@@ -160,16 +180,13 @@ void SinusoidalEmbeddings::window(int64_t seq_len, int64_t start, const Tensor &
     detail::sinusoidal_window(kernels_for(op, "freqs", freqs), *this, seq_len, start, freqs, scale);
 }
 
-Tensor SinusoidalEmbeddings::inv_freq() const {
-    // The generators' inv_freq (generators/rope_algorithm.h), evaluated alike: a float32
-    // exponent, the float32 rounding of the double power, a float32 reciprocal.
-    Tensor out({dim_ / 2});
-    float *values = static_cast<float *>(out.data());
-    const double theta = static_cast<float>(theta_);
-    for (int64_t i = 0; i < dim_ / 2; i++) {
-        const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim_);
-        values[i] = 1.0f / static_cast<float>(std::pow(theta, static_cast<double>(exponent)));
+Tensor SinusoidalEmbeddings::inv_freq(int64_t seq_len) const {
+    if (seq_len < 0 || seq_len > std::numeric_limits<int32_t>::max()) {
+        detail::reject("SinusoidalEmbeddings::inv_freq", "seq_len", "a value >= 0 and below 2^31", detail::str(seq_len));
     }
+    const std::vector<float> values = detail::scaled_inv_freq(dim_, theta_, scaling_, seq_len);
+    Tensor out({dim_ / 2});
+    std::copy(values.begin(), values.end(), static_cast<float *>(out.data()));
     return out;
 }
 

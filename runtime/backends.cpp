@@ -20,7 +20,6 @@ namespace {
 
 const halide_device_interface_t *no_interface() { return nullptr; }
 
-Location host_location(const halide_buffer_t &b) { return {0, reinterpret_cast<uint64_t>(b.host)}; }
 [[maybe_unused]] Location device_address_location(const halide_buffer_t &b) { return {0, b.device}; }
 
 // The first of several names of a shared library that loads.
@@ -125,7 +124,7 @@ Device device_of(const halide_buffer_t &buffer) {
     throw Error("helix::Tensor: the buffer's device interface belongs to no device this build of helix supports");
 }
 
-Location locate(const halide_buffer_t &buffer) { return find_backend(device_of(buffer))->locate(buffer); }
+Location locate_on_device(const halide_buffer_t &buffer) { return find_backend(device_of(buffer))->locate(buffer); }
 
 }  // namespace detail
 

@@ -29,7 +29,11 @@ const Backend *find_backend(Device device);
 const Backend &require_backend(const char *op, const std::string &argument, Device device);
 // The device whose interface a Halide buffer carries (CPU for none); throws for others.
 Device device_of(const halide_buffer_t &buffer);
-// Where a buffer's first element is, through its device's backend.
-Location locate(const halide_buffer_t &buffer);
+// Where a buffer's first element is: in host memory, or through its device's backend.
+inline Location host_location(const halide_buffer_t &buffer) { return {0, reinterpret_cast<uint64_t>(buffer.host)}; }
+Location locate_on_device(const halide_buffer_t &buffer);
+inline Location locate(const halide_buffer_t &buffer) {
+    return buffer.device_interface ? locate_on_device(buffer) : host_location(buffer);
+}
 
 }  // namespace helix::detail

@@ -191,17 +191,26 @@ bool plainly_not_self_overlapping(const Tensor &t) {
 // require_disjoint's answer when it is plain without the exact (allocating) solver: the
 // tensors of a call usually lie in separate allocations or byte ranges, in dense layouts.
 bool plainly_disjoint(std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) {
-    for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+    constexpr size_t kMost = 8;  // spans computed once each, on the stack
+    if (inputs.size() > kMost || outputs.size() > kMost) return false;
+    Span in_spans[kMost], out_spans[kMost];
+    size_t i = 0;
+    for (const Named &in : inputs) in_spans[i++] = span_of(*in.tensor);
+    size_t o = 0;
+    for (auto out = outputs.begin(); out != outputs.end(); ++out, ++o) {
         const Tensor &t = *out->tensor;
-        if (!t.defined() || t.numel() == 0) continue;
+        out_spans[o] = span_of(t);
+        if (out_spans[o].empty) continue;
         if (t.numel() > 1 && !plainly_not_self_overlapping(t)) return false;
-        const Span span = span_of(t);
+        i = 0;
         for (const Named &in : inputs) {
+            const Span &in_span = in_spans[i++];
             if (out->in_place_of == in.tensor && same_view(t, *in.tensor)) continue;
-            if (in.tensor->device() == t.device() && may_meet(span, span_of(*in.tensor))) return false;
+            if (in.tensor->device() == t.device() && may_meet(out_spans[o], in_span)) return false;
         }
-        for (auto other = outputs.begin(); other != out; ++other) {
-            if (other->tensor->device() == t.device() && may_meet(span, span_of(*other->tensor))) return false;
+        for (size_t j = 0; j < o; j++) {
+            const Tensor &other = *outputs.begin()[j].tensor;
+            if (other.device() == t.device() && may_meet(out_spans[o], out_spans[j])) return false;
         }
     }
     return true;

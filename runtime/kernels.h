@@ -11,13 +11,15 @@
 
 namespace helix::detail {
 
-// The table kernels of one pairing.
+// The table kernels of one pairing: inv_freq (dim / 2) float32 from the host (scaled),
+// accurate: AngleMode::Accurate.
 struct TableKernels {
     Pairing pairing;
-    int (*sinusoidal_table)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
-                            halide_buffer_t *freqs);
-    int (*sinusoidal_table_xpos)(const void *, float theta, int32_t seq_len, int32_t start, bool rows_aligned,
-                                 float scale_base, halide_buffer_t *freqs, halide_buffer_t *scale);
+    int (*sinusoidal_table)(const void *, halide_buffer_t *inv_freq, bool accurate, int32_t seq_len, int32_t start,
+                            bool rows_aligned, halide_buffer_t *freqs);
+    int (*sinusoidal_table_xpos)(const void *, halide_buffer_t *inv_freq, bool accurate, int32_t seq_len,
+                                 int32_t start, bool rows_aligned, float scale_base, halide_buffer_t *freqs,
+                                 halide_buffer_t *scale);
 };
 
 // The kernels of one storage type and pairing.
@@ -32,19 +34,21 @@ struct TypedKernels {
     int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);
     // apply_rotary in each table form (generators/rope_algorithm.h's TableForm): q_rows and
     // k_rows are the (n, b) int32 positions of q's and k's rows; scale (jj, half, N) may
-    // broadcast; conjugate rotates by -angle (the backward pass).
-    int (*apply_rotary_angles)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q, halide_buffer_t *k,
-                               halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *freqs,
-                               halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
-    int (*apply_rotary_cos_sin)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q, halide_buffer_t *k,
-                                halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *cos,
-                                halide_buffer_t *sin, halide_buffer_t *scale, halide_buffer_t *q_out,
-                                halide_buffer_t *k_out);
-    int (*apply_rotary_inv_freq)(const void *, bool rows_aligned, bool conjugate, halide_buffer_t *q,
+    // broadcast; conjugate rotates by -angle (the backward pass); attention multiplies cos
+    // and sin of both (RopeScaling's attention factor); accurate: AngleMode::Accurate.
+    int (*apply_rotary_angles)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
+                               halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
+                               halide_buffer_t *freqs, halide_buffer_t *scale, halide_buffer_t *q_out,
+                               halide_buffer_t *k_out);
+    int (*apply_rotary_cos_sin)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
+                                halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
+                                halide_buffer_t *cos, halide_buffer_t *sin, halide_buffer_t *scale,
+                                halide_buffer_t *q_out, halide_buffer_t *k_out);
+    int (*apply_rotary_inv_freq)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
                                  halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
-                                 halide_buffer_t *inv_freq, halide_buffer_t *xpos_log2_zeta, float xpos_scale_base,
-                                 int32_t xpos_seq_len, halide_buffer_t *scale, halide_buffer_t *q_out,
-                                 halide_buffer_t *k_out);
+                                 halide_buffer_t *inv_freq, bool accurate, halide_buffer_t *xpos_log2_zeta,
+                                 float xpos_scale_base, int32_t xpos_seq_len, halide_buffer_t *scale,
+                                 halide_buffer_t *q_out, halide_buffer_t *k_out);
 };
 
 // One kernel set (runtime/kernel_set.cpp): every kernel of one schedule and target list.

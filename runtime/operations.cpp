@@ -69,22 +69,27 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     if (!table) {
         reject(op, "pairing", "a pairing this build has table kernels for", to_string(emb.pairing()));
     }
-    const float theta = static_cast<float>(emb.theta());
     const int32_t first = static_cast<int32_t>(start);
     if (rows > 0) {
+        // The embedding's frequencies for this table length (scaled), where the kernel runs.
+        const Tensor host_inv_freq = emb.inv_freq(seq_len);
+        const Tensor inv_freq = freqs.device() == Device::CPU ? host_inv_freq : host_inv_freq.to(freqs.device());
+        KernelView inv_freq_view(inv_freq, 1);
+        const bool accurate = emb.angle_mode() == AngleMode::Accurate;
         KernelView freqs_view(freqs, kTableDims, emb.pairing());
         if (emb.use_xpos()) {
             KernelView scale_view(scale, kTableDims, emb.pairing());
             const float scale_base = static_cast<float>(*emb.scale_base());
             run_kernel(op, [&](void *uc) {
-                return table->sinusoidal_table_xpos(uc, theta, n, first,
+                return table->sinusoidal_table_xpos(uc, inv_freq_view.raw(), accurate, n, first,
                                                     freqs_view.start_aligned() && scale_view.start_aligned(),
                                                     scale_base, freqs_view.raw(), scale_view.raw());
             });
             scale_view.mark_written(scale);
         } else {
             run_kernel(op, [&](void *uc) {
-                return table->sinusoidal_table(uc, theta, n, first, freqs_view.start_aligned(), freqs_view.raw());
+                return table->sinusoidal_table(uc, inv_freq_view.raw(), accurate, n, first, freqs_view.start_aligned(),
+                                               freqs_view.raw());
             });
         }
         freqs_view.mark_written(freqs);
@@ -124,9 +129,10 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
 
 namespace {
 
-// The first `width` features of a tensor (the rotary part), or the tensor itself.
-Tensor features(const Tensor &t, int64_t width) {
-    return !t.defined() || t.size(-1) == width ? t : t.narrow(-1, 0, width);
+// The first `width` features of a tensor (the rotary part): the tensor itself, or a view
+// made in `view`. No copy of a tensor handle on the way (a decode step counts them).
+const Tensor &features(const Tensor &t, int64_t width, Tensor &view) {
+    return !t.defined() || t.size(-1) == width ? t : (view = t.narrow(-1, 0, width));
 }
 
 // A one-row stand-in for an empty (or absent) stream: the kernels' fused loops and GPU
@@ -183,12 +189,14 @@ struct RotaryKernel {
     const TypedKernels &typed;
     Pairing pairing;
     RotaryTable::Form form;
-    Tensor first, second;  // freqs (N, width) | cos, sin (N, width / 2) | inv_freq (width / 2,)
-    Tensor scale_table;    // (N or 1, width or 1); undefined: scale_value
+    const Tensor &first, &second;  // freqs (N, width) | cos, sin (N, width / 2) | inv_freq (width / 2,)
+    const Tensor *scale_table;     // (N or 1, width or 1); nullptr: scale_value
     float scale_value;
     bool conjugate;
+    float attention;  // RotaryTable::attention_factor
+    bool accurate;    // the inv_freq form's AngleMode::Accurate
     int64_t width;
-    Tensor xpos_log2_zeta;  // inv_freq's xPos (RotaryTable::xpos_log2_zeta), or undefined
+    const Tensor &xpos_log2_zeta;  // inv_freq's xPos (RotaryTable::xpos_log2_zeta), or undefined
     float xpos_scale_base;  // 0 without xPos
     int32_t xpos_seq_len;
 
@@ -223,8 +231,8 @@ struct RotaryKernel {
         Tensor value_device;
         const halide_buffer_t *scale_buffer = &value_buffer;
         int64_t col = 0, row = 0, rows = 1;
-        if (scale_table.defined()) {
-            const Tensor &s = scale_table;
+        if (scale_table) {
+            const Tensor &s = *scale_table;
             col = s.size(1) == 1 ? 0 : s.stride(1);
             row = s.size(0) == 1 ? 0 : s.stride(0);
             rows = s.size(0);
@@ -252,7 +260,7 @@ struct RotaryKernel {
         case RotaryTable::Form::Angles: {
             KernelView f_view(first, kTableDims, pairing);
             run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_angles(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                return typed.apply_rotary_angles(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
                                                  f_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
@@ -260,7 +268,7 @@ struct RotaryKernel {
         case RotaryTable::Form::CosSin: {
             KernelView c_view(first, 2), s2_view(second, 2);  // (jj, N)
             run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_cos_sin(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                return typed.apply_rotary_cos_sin(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
                                                   c_view.raw(), s2_view.raw(), s_view.raw(), qo_view.raw(),
                                                   ko_view.raw());
             });
@@ -277,12 +285,14 @@ struct RotaryKernel {
             no_zeta_buffer.type = halide_type_t(halide_type_float, 32);
             const halide_dimension_t no_zeta_shape[2] = {halide_dimension_t(0, 2, 0),
                                                          halide_dimension_t(0, static_cast<int32_t>(width / 2), 0)};
-            Tensor zeta = xpos_log2_zeta;
-            if (!zeta.defined() && like.device() != Device::CPU) zeta = Tensor({width / 2, 2}).to(like.device());
+            Tensor device_zeros;
+            const Tensor &zeta = xpos_log2_zeta.defined() || like.device() == Device::CPU
+                                     ? xpos_log2_zeta
+                                     : (device_zeros = Tensor({width / 2, 2}).to(like.device()));
             KernelView z_view = zeta.defined() ? KernelView(zeta, 2) : KernelView(no_zeta_buffer, 2, no_zeta_shape);
             run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_inv_freq(uc, aligned, conjugate, q_view.raw(), k_view.raw(), q_rows, k_rows,
-                                                   i_view.raw(), z_view.raw(), xpos_scale_base, xpos_seq_len,
+                return typed.apply_rotary_inv_freq(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows,
+                                                   k_rows, i_view.raw(), accurate, z_view.raw(), xpos_scale_base, xpos_seq_len,
                                                    s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
@@ -497,8 +507,11 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
                      {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s}});
 
     // The streams as the kernels see them (varlen: (h, total, d)) and their positions.
-    const Tensor q = q_varlen ? varlen_view(q_arg) : q_arg, q_out = q_varlen ? varlen_view(q_out_arg) : q_out_arg;
-    const Tensor k = k_varlen ? varlen_view(k_arg) : k_arg, k_out = k_varlen ? varlen_view(k_out_arg) : k_out_arg;
+    Tensor views[8];  // varlen views, then rotary parts: made only where needed
+    const Tensor &q = q_varlen ? (views[0] = varlen_view(q_arg)) : q_arg;
+    const Tensor &q_out = q_varlen ? (views[1] = varlen_view(q_out_arg)) : q_out_arg;
+    const Tensor &k = k_varlen ? (views[2] = varlen_view(k_arg)) : k_arg;
+    const Tensor &k_out = k_varlen ? (views[3] = varlen_view(k_out_arg)) : k_out_arg;
     // Positions are checked even when there is nothing to rotate.
     StreamRows q_rows(op, "positions", q_positions, q, rows, rows - q.size(-2), 0);
     std::optional<StreamRows> k_rows;
@@ -512,15 +525,17 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
                                   table.form(),
                                   first,
                                   second,
-                                  use_table ? s : Tensor(),
+                                  use_table ? &s : nullptr,
                                   scale_f32,
                                   options.conjugate,
+                                  static_cast<float>(table.attention_factor()),
+                                  table.angle_mode() == AngleMode::Accurate,
                                   rotary_dim,
                                   table.xpos_log2_zeta(),
                                   static_cast<float>(table.xpos_scale_base()),
                                   static_cast<int32_t>(table.xpos_seq_len())};
-        const Tensor q_in = features(q, rotary_dim), k_in = features(k, rotary_dim);
-        const Tensor q_res = features(q_out, rotary_dim), k_res = features(k_out, rotary_dim);
+        const Tensor &q_in = features(q, rotary_dim, views[4]), &k_in = features(k, rotary_dim, views[5]);
+        const Tensor &q_res = features(q_out, rotary_dim, views[6]), &k_res = features(k_out, rotary_dim, views[7]);
         const bool in_place = same_view(q, q_out) || (has_k && same_view(k, k_out));
         const int64_t out_bytes = (q_res.numel() + (has_k ? k_res.numel() : 0)) * q.element_size();
         if (q.device() == Device::CPU && resolve_stores(options.stores, out_bytes, in_place) == Stores::Streaming) {

@@ -3,6 +3,7 @@
 
 #include "checks.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -24,23 +25,26 @@ public:
             reject(op, this->name(), "dtype int32 or int64", to_string(t.dtype()));
         }
         require_defined(op, what, t);
-        host_ = t.device() == Device::CPU ? t : t.to(Device::CPU);
+        host_ = t.device() == Device::CPU ? &t : &(copy_ = t.to(Device::CPU));
         wide_ = t.dtype() == DType::Int64;
     }
+    Integers(const Integers &) = delete;  // host_ may point at copy_
+    Integers &operator=(const Integers &) = delete;
     int64_t operator()(int64_t i, int64_t j = 0) const {
-        const int64_t o = host_.rank() == 1 ? i * host_.stride(0) : i * host_.stride(0) + j * host_.stride(1);
-        return wide_ ? static_cast<const int64_t *>(host_.data())[o] : static_cast<const int32_t *>(host_.data())[o];
+        const int64_t o = host_->rank() == 1 ? i * host_->stride(0) : i * host_->stride(0) + j * host_->stride(1);
+        return wide_ ? static_cast<const int64_t *>(host_->data())[o] : static_cast<const int32_t *>(host_->data())[o];
     }
-    const Tensor &tensor() const { return host_; }
-    int64_t size(int dim) const { return host_.size(dim); }
+    const Tensor &tensor() const { return *host_; }
+    int64_t size(int dim) const { return host_->size(dim); }
     std::string name() const { return std::string(name_) + " (" + what_ + ")"; }
     [[noreturn]] void reject_shape(const std::string &expected) const {
-        reject(op_, name(), expected, "shape " + host_.shape_string());
+        reject(op_, name(), expected, "shape " + host_->shape_string());
     }
 
 private:
     const char *op_, *name_, *what_;
-    Tensor host_;
+    Tensor copy_;                // a device tensor's host copy
+    const Tensor *host_ = nullptr;  // the tensor on the host (no handle copy: decode counts them)
     bool wide_;
 };
 
@@ -62,12 +66,13 @@ StreamRows::StreamRows(const char *op, const char *name, const Positions &p, con
         return limit > std::numeric_limits<int32_t>::max() ? std::string("[0, 2^31) (no table)")
                                                            : "the table's rows [0, " + str(limit) + ")";
     };
-    // Row i of batch b at `position`; what names it in a message.
+    // Row i of batch b at `position` (checked also for a batch the tensor lacks: ids shared
+    // by every sequence of an empty batch); what names it in a message.
     auto put = [&](int64_t b, int64_t i, int64_t position, auto &&what) {
         if (position < 0 || position >= limit) {
             reject(op, name, "positions inside " + limit_text(), what() + " = " + str(position));
         }
-        rows[b * n + i] = static_cast<int32_t>(position);
+        if (b < batches) rows[b * n + i] = static_cast<int32_t>(position);
     };
     switch (p.kind()) {
     case Positions::Kind::Aligned:
@@ -109,7 +114,9 @@ StreamRows::StreamRows(const char *op, const char *name, const Positions &p, con
             ids.reject_shape("shape (" + str(n) + ",), (1, " + str(n) + ") or (" + str(batches) + ", " + str(n) +
                              ") (the rows of the tensor; its batches)");
         }
-        for (int64_t b = 0; b < batches; b++) {
+        // Every id is checked, the shared ones (n,) too when there is no sequence to use them.
+        const int64_t id_rows = per_batch ? batches : std::max<int64_t>(batches, 1);
+        for (int64_t b = 0; b < id_rows; b++) {
             for (int64_t i = 0; i < n; i++) {
                 const int64_t position = t.rank() == 1 ? ids(i) : ids(per_batch ? b : 0, i);
                 put(b, i, position, [&] {

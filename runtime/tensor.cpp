@@ -146,19 +146,7 @@ std::vector<int64_t> Tensor::strides() const {
     return s;
 }
 
-bool Tensor::defined() const {
-    const halide_buffer_t &b = *buffer_.raw_buffer();
-    return b.dimensions > 0 || b.host || b.device || b.device_interface;
-}
-
-int64_t Tensor::numel() const {
-    if (!defined()) return 0;
-    int64_t n = 1;
-    for (int i = 0; i < rank(); i++) n *= size(i);
-    return n;
-}
-
-Device Tensor::device() const { return detail::device_of(*buffer_.raw_buffer()); }
+Device Tensor::device_interface_owner() const { return detail::device_of(*buffer_.raw_buffer()); }
 
 DType Tensor::dtype() const {
     const halide_type_t t = buffer_.type();

@@ -53,7 +53,10 @@ std::vector<Workload> workloads() {
         // Positions, table forms and the backward pass: decode steps (on the calling thread),
         // a varlen batch with cos/sin tables, offsets with no table, conjugate.
         {
-            const SinusoidalEmbeddings emb(32);
+            // Llama 3.1's scaling with accurate angles: the table kernel takes the host's
+            // scaled frequencies, the no-table kernel an attention factor.
+            const SinusoidalEmbeddings emb(32, std::nullopt, false, 500000.0, Pairing::HalfSplit,
+                                           RopeScaling::llama3(8.0, 1.0, 4.0, 32), AngleMode::Accurate);
             const RotaryTables t = make_tables(set, emb, 64);
             Tensor ids({3, 1}, DType::Int32), offsets({3}, DType::Int64), cu({4}, DType::Int32);
             const int32_t id_values[] = {63, 0, 17}, cu_values[] = {0, 5, 5, 12};
@@ -87,8 +90,9 @@ std::vector<Workload> workloads() {
                              const Tensor qo(q.shape()), ko(k.shape());
                              RotaryOptions options;
                              options.positions = Positions::offsets(offsets);
-                             detail::apply_rotary_pos_emb(kernels, q, k, RotaryTable::inv_freq(inv_freq, 0.5), qo, ko,
-                                                          options);
+                             const RotaryTable table =
+                                 RotaryTable::inv_freq(inv_freq, 0.5, AngleMode::Accurate).with_attention_factor(1.25);
+                             detail::apply_rotary_pos_emb(kernels, q, k, table, qo, ko, options);
                              return std::vector<Tensor>{qo, ko};
                          }});
         }

@@ -71,6 +71,58 @@ TEST(Errors, ScaleBaseNotFinite) {
     expect_error([] { SinusoidalEmbeddings(8, NAN, true); }, {"scale_base", "positive finite", "given nan"});
 }
 
+// ---- RopeScaling (HF's rope_scaling): what HF rejects or warns about, helix refuses ----
+
+SinusoidalEmbeddings scaled(int64_t dim, const RopeScaling &scaling) {
+    return SinusoidalEmbeddings(dim, std::nullopt, false, 10000.0, Pairing::HalfSplit, scaling);
+}
+
+TEST(Errors, ScalingFactorBelowOne) {
+    expect_error([] { scaled(8, RopeScaling::linear(0.5)); }, {"rope_scaling.factor", "finite number >= 1", "given 0.5"});
+    expect_error([] { scaled(8, RopeScaling::yarn(NAN, 64)); }, {"rope_scaling.factor", ">= 1", "given nan"});
+    expect_error([] { scaled(8, RopeScaling::llama3(INFINITY, 1, 4, 64)); }, {"rope_scaling.factor", "given inf"});
+}
+
+TEST(Errors, ScalingLengths) {
+    expect_error([] { scaled(8, RopeScaling::dynamic(2, 0)); },
+                 {"rope_scaling.max_position_embeddings", "a length in [1, 2^31)", "given 0"});
+    expect_error([] { scaled(8, RopeScaling::yarn(2, -5)); },
+                 {"rope_scaling.original_max_position_embeddings", "given -5"});
+    expect_error([] { scaled(2, RopeScaling::dynamic(2, 64)); }, {"dim", "more than 2 with dynamic", "given 2"});
+}
+
+TEST(Errors, Llama3FrequencyBands) {
+    expect_error([] { scaled(8, RopeScaling::llama3(8, 4, 4, 8192)); },
+                 {"rope_scaling.high_freq_factor", "> low_freq_factor = 4", "given 4"});
+    expect_error([] { scaled(8, RopeScaling::llama3(8, 0, 4, 8192)); }, {"rope_scaling.low_freq_factor", "given 0"});
+}
+
+TEST(Errors, YarnBetas) {
+    RopeScaling s = RopeScaling::yarn(4, 4096);
+    s.beta_fast = 0.5;
+    expect_error([&] { scaled(8, s); }, {"rope_scaling.beta_fast", ">= 1 (beta_slow)", "given 0.5"});
+    s = RopeScaling::yarn(4, 4096);
+    s.mscale = INFINITY;
+    expect_error([&] { scaled(8, s); }, {"rope_scaling.mscale", "a finite number", "given inf"});
+    s = RopeScaling::yarn(4, 4096);
+    s.attention_factor = -1.0;
+    expect_error([&] { scaled(8, s); }, {"rope_scaling.attention_factor", "positive finite", "given -1"});
+}
+
+TEST(Errors, LongRopeFactorLists) {
+    expect_error([] { scaled(8, RopeScaling::longrope({1, 1, 1}, {1, 1, 1, 1}, 32, 4096)); },
+                 {"rope_scaling.short_factor", "4 values (dim / 2)", "given 3 values"});
+    expect_error([] { scaled(8, RopeScaling::longrope({1, 1, 1, 1}, {1, 1, 0, 1}, 32, 4096)); },
+                 {"rope_scaling.long_factor", "positive finite values", "given [2] = 0"});
+}
+
+TEST(Errors, AttentionFactorOfATable) {
+    const Tensor inv({4});
+    expect_error([&] { RotaryTable::inv_freq(inv).with_attention_factor(0.0); },
+                 {"RotaryTable::with_attention_factor", "factor", "positive finite", "given 0"});
+    expect_error([&] { RotaryTable::inv_freq(inv).with_attention_factor(NAN); }, {"factor", "given nan"});
+}
+
 TEST(Errors, ThetaNotPositive) {
     expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, 0.0); }, {"theta", "positive finite", "given 0"});
     expect_error([] { SinusoidalEmbeddings(8, std::nullopt, false, -1.0); }, {"theta", "positive finite", "given -1"});
@@ -506,6 +558,16 @@ TEST(Errors, PositionsOutsideTheTable) {
     a.options.k_positions.reset();
     a.options.positions = Positions::offsets(int_tensor({1}, {1}));
     expect_error([&] { a.apply(); }, {"positions", "offsets[0] + 4 = 5"});
+}
+
+// Ids shared by every sequence are checked when there is no sequence: a batch of 0 (the
+// random API test found them accepted).
+TEST(Errors, SharedPositionIdsOfAnEmptyBatch) {
+    const Tensor q({0, 2, 3, 8}), freqs({8, 8});
+    RotaryOptions options;
+    options.positions = Positions::ids(int_tensor({3}, {0, -1, 2}));
+    expect_error([&] { apply_rotary_pos_emb(q, Tensor(), RotaryTable::angles(freqs), q, Tensor(), options); },
+                 {"positions", "inside the table's rows [0, 8)", "ids[1] = -1"});
 }
 
 TEST(Errors, PositionTensorsOfTheWrongDtypeOrShape) {

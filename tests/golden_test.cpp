@@ -206,7 +206,7 @@ TEST_P(GoldenVectors, PartialRotary) {
 // A rotation by cos/sin tables against torch with SPEC section 4's bound (no scale):
 // kGoldenTol * max(|x_j|, |x_pair(j)|); features past rotary_dim bit for bit.
 void expect_cos_sin_rotation_close(const Tensor &x, const Tensor &got, const Tensor &want, int64_t rotary_dim,
-                                   Pairing pairing, const std::string &what) {
+                                   Pairing pairing, const std::string &what, double scale = 1.0) {
     ASSERT_EQ(got.shape(), want.shape()) << what;
     const int64_t half = rotary_dim / 2;
     int64_t inexact = 0;
@@ -220,7 +220,8 @@ void expect_cos_sin_rotation_close(const Tensor &x, const Tensor &got, const Ten
         }
         std::vector<int64_t> partner = idx;
         partner.back() = pairing == Pairing::Interleaved ? (j ^ 1) : j < half ? j + half : j - half;
-        const double magnitude = std::max(std::fabs(ref::element(x, idx)), std::fabs(ref::element(x, partner)));
+        const double magnitude =
+            scale * std::max(std::fabs(ref::element(x, idx)), std::fabs(ref::element(x, partner)));
         ASSERT_LE(std::fabs(g - w), kGoldenTol * magnitude) << what << " at " << ::testing::PrintToString(idx);
     });
     ::testing::Test::RecordProperty(what + "_not_bitwise_equal", std::to_string(inexact));
@@ -305,6 +306,94 @@ TEST_P(GoldenVectors, BackwardEqualsTorchAutograd) {
                     RotaryTable::cos_sin(g["backward_fa_interleaved_cos"], g["backward_fa_interleaved_sin"]),
                     dx.transpose(1, 2), Tensor(), fa);
     expect_cos_sin_rotation_close(grad, dx, g["backward_fa_interleaved_grad_x"], 16, Pairing::Interleaved, "fa dx");
+}
+
+// Frequency scaling against HF transformers 4.57.6 itself (tests/make_golden.py's
+// SCALING_CASES: real models' rope_scaling). helix computes the scaled frequencies in
+// double from PyTorch's float32 powers and rounds once; HF rounds after each float32
+// operation (and its powers take PyTorch's vectorized powf, within 1 ulp of libm's). So
+// inv_freq may differ by a few ulp: the largest distance seen is recorded per case
+// (max_ulp) and bounded by kScalingUlp. The attention factor is HF's Python float as
+// PyTorch rounds it to float32: bit for bit. The rotation by HF's own rotary module and
+// apply_rotary_pos_emb at positions up to seq_len - 1 is within SPEC's bound (times the
+// attention factor), through the no-table form with position ids, on HF's frequencies (at
+// position 131071 one ulp of a frequency moves the angle by up to 3e-5 rad, so the
+// rotation is compared on the same frequencies; helix's own are checked above).
+constexpr int64_t kScalingUlp = 4;
+
+int64_t ulp_distance(float a, float b) {
+    int32_t x, y;
+    std::memcpy(&x, &a, 4);
+    std::memcpy(&y, &b, 4);
+    return std::llabs(int64_t(x) - int64_t(y));  // both positive here
+}
+
+std::vector<double> doubles(const Tensor &t) {
+    const float *p = static_cast<const float *>(t.data());
+    return std::vector<double>(p, p + t.numel());
+}
+
+TEST_P(GoldenVectors, FrequencyScalingEqualsHuggingFace) {
+    const Golden &g = golden();
+    RopeScaling deepseek = RopeScaling::yarn(40, 4096);
+    deepseek.mscale = 0.707;
+    deepseek.mscale_all_dim = 0.707;
+    RopeScaling ratio = RopeScaling::yarn(4, 4096);
+    ratio.mscale = 1.0;
+    ratio.mscale_all_dim = 0.5;
+    ratio.truncate = false;
+    struct Case {
+        const char *name;
+        int64_t dim;
+        double theta;
+        RopeScaling scaling;
+        std::vector<int64_t> seq_lens;
+    };
+    const Case cases[] = {
+        {"linear", 128, 10000.0, RopeScaling::linear(4), {16384}},
+        {"dynamic", 128, 10000.0, RopeScaling::dynamic(2, 4096), {2048, 8192, 16384}},
+        {"llama31", 128, 500000.0, RopeScaling::llama3(8, 1, 4, 8192), {131072}},
+        {"qwen25_yarn", 128, 1000000.0, RopeScaling::yarn(4, 32768), {131072}},
+        {"deepseek_v2_yarn", 64, 10000.0, deepseek, {163840}},
+        {"yarn_mscale_ratio", 64, 10000.0, ratio, {16384}},
+        // Phi-3.5: max_position_embeddings 131072 over the original 4096 gives factor 32.
+        {"phi35_longrope", 96, 10000.0,
+         RopeScaling::longrope(doubles(g["scaling_phi35_longrope_short_factor"]),
+                               doubles(g["scaling_phi35_longrope_long_factor"]), 32, 4096),
+         {4096, 8192}},
+    };
+    for (const Case &c : cases) {
+        const SinusoidalEmbeddings emb(c.dim, std::nullopt, false, c.theta, Pairing::HalfSplit, c.scaling);
+        for (int64_t seq_len : c.seq_lens) {
+            const std::string tag = "scaling_" + std::string(c.name) + "_n" + std::to_string(seq_len);
+            const Tensor inv_freq = emb.inv_freq(seq_len);
+            const Tensor &want = g[tag + "_inv_freq"];
+            ASSERT_EQ(inv_freq.numel(), want.numel()) << tag;
+            int64_t worst = 0;
+            for (int64_t i = 0; i < want.numel(); i++) {
+                worst = std::max(worst, ulp_distance(static_cast<const float *>(inv_freq.data())[i],
+                                                     static_cast<const float *>(want.data())[i]));
+            }
+            RecordProperty(tag + "_max_ulp", std::to_string(worst));
+            EXPECT_LE(worst, kScalingUlp) << tag << " inv_freq";
+            EXPECT_EQ(static_cast<float>(emb.attention_factor()), *static_cast<const float *>(g[tag + "_attention"].data()))
+                << tag << " attention factor";
+            // The table kernel of this set holds the same frequencies (row 1 = 1 * inv_freq).
+            const Tensor row = make_tables(GetParam(), emb, seq_len, 1, 1).freqs;
+            expect_bitwise_equal(row.narrow(1, 0, c.dim / 2), Tensor::wrap(inv_freq.data(), {1, c.dim / 2}),
+                                 tag + " table row");
+            const Tensor &q = g[tag + "_q"], &k = g[tag + "_k"];
+            const Tensor q_out(q.shape()), k_out(k.shape());
+            RotaryOptions options;
+            options.positions = Positions::ids(integers(g[tag + "_positions"]));
+            const RotaryTable hf = RotaryTable::inv_freq(want).with_attention_factor(emb.attention_factor());
+            run_apply_table(GetParam(), q, k, hf, q_out, k_out, options);
+            expect_cos_sin_rotation_close(q, q_out, g[tag + "_q_out"], c.dim, Pairing::HalfSplit, tag + " q",
+                                          emb.attention_factor());
+            expect_cos_sin_rotation_close(k, k_out, g[tag + "_k_out"], c.dim, Pairing::HalfSplit, tag + " k",
+                                          emb.attention_factor());
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Schedules, GoldenVectors, ::testing::ValuesIn(kKernelSets), kernel_set_name);

@@ -8,7 +8,7 @@ The functions below are Zeta's SinusoidalEmbeddings, rotate_half and apply_rotar
 Each array is written as raw little-endian float32 to <name>.f32 and listed in MANIFEST as
 "<name> <dim0> <dim1> ..." (integer arrays too: positions, offsets and cu_seqlens are small
 integers, exact in float32). Torch is optional for helix (this script alone needs it):
-    python -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy
+    python -m venv /tmp/torch && /tmp/torch/bin/pip install torch numpy transformers==4.57.6
     /tmp/torch/bin/python tests/make_golden.py
 """
 import pathlib
@@ -290,8 +290,85 @@ def main():
     for name, tensor in (("cos", cos), ("sin", sin), ("offsets", offsets), ("grad_out", grad), ("grad_x", x.grad)):
         save(f"backward_fa_interleaved_{name}", tensor)
 
+    scaling_goldens(save, randn)
+
     (OUT / "MANIFEST").write_text("\n".join(manifest) + "\n")
     print(f"wrote {len(manifest)} arrays to {OUT} with torch {torch.__version__}")
+
+
+# Frequency scaling as HF transformers itself computes it: its ROPE_INIT_FUNCTIONS and the
+# rotary embedding modules of the models (the pinned version: rope_scaling's semantics
+# changed across versions). Configs: real model families' rope_scaling (Phi-3.5-mini's
+# LongRoPE factors from its config.json).
+TRANSFORMERS_VERSION = "4.57.6"
+PHI35_SHORT = [1.0, 1.0199999809265137, 1.0299999713897705, 1.0299999713897705, 1.0499999523162842,
+               1.0499999523162842, 1.0499999523162842, 1.0499999523162842, 1.0499999523162842, 1.0699999332427979,
+               1.0999999046325684, 1.1099998950958252, 1.1599998474121094, 1.1599998474121094, 1.1699998378753662,
+               1.2899998426437378, 1.339999794960022, 1.679999828338623, 1.7899998426437378, 1.8199998140335083,
+               1.8499997854232788, 1.8799997568130493, 1.9099997282028198, 1.9399996995925903, 1.9899996519088745,
+               2.0199997425079346, 2.0199997425079346, 2.0199997425079346, 2.0199997425079346, 2.0199997425079346,
+               2.0199997425079346, 2.0299997329711914, 2.0299997329711914, 2.0299997329711914, 2.0299997329711914,
+               2.0299997329711914, 2.0299997329711914, 2.0299997329711914, 2.0299997329711914, 2.0299997329711914,
+               2.0799996852874756, 2.0899996757507324, 2.189999580383301, 2.2199995517730713, 2.5899994373321533,
+               2.729999542236328, 2.749999523162842, 2.8399994373321533]
+PHI35_LONG = [1.0800000429153442, 1.1100000143051147, 1.1399999856948853, 1.340000033378601, 1.5899999141693115,
+              1.600000023841858, 1.6200000047683716, 2.620000123977661, 3.2300000190734863, 3.2300000190734863,
+              4.789999961853027, 7.400000095367432, 7.700000286102295, 9.09000015258789, 12.199999809265137,
+              17.670000076293945, 24.46000099182129, 28.57000160217285, 30.420001983642578, 30.840002059936523,
+              32.590003967285156, 32.93000411987305, 42.320003509521484, 44.96000289916992, 50.340003967285156,
+              50.45000457763672, 57.55000305175781, 57.93000411987305, 58.21000289916992, 60.1400032043457,
+              62.61000442504883, 62.62000274658203, 62.71000289916992, 63.1400032043457, 63.1400032043457,
+              63.77000427246094, 63.93000411987305, 63.96000289916992, 63.970001220703125, 64.02999877929688,
+              64.06999969482422, 64.08000183105469, 64.12000274658203, 64.41000366210938, 64.4800033569336,
+              64.51000213623047, 64.52999877929688, 64.83999633789062]
+# name: (head_dim, theta, max_position_embeddings, rope_scaling, extra config, sequence lengths)
+SCALING_CASES = {
+    "linear": (128, 10000.0, 4096, {"rope_type": "linear", "factor": 4.0}, {}, [16384]),
+    "dynamic": (128, 10000.0, 4096, {"rope_type": "dynamic", "factor": 2.0}, {}, [2048, 8192, 16384]),
+    "llama31": (128, 500000.0, 131072, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}, {}, [131072]),
+    "qwen25_yarn": (128, 1000000.0, 131072, {"rope_type": "yarn", "factor": 4.0,
+                                             "original_max_position_embeddings": 32768}, {}, [131072]),
+    "deepseek_v2_yarn": (64, 10000.0, 163840, {"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096,
+                                               "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 0.707,
+                                               "mscale_all_dim": 0.707}, {}, [163840]),
+    "yarn_mscale_ratio": (64, 10000.0, 16384, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096,
+                                               "mscale": 1.0, "mscale_all_dim": 0.5, "truncate": False}, {}, [16384]),
+    "phi35_longrope": (96, 10000.0, 131072, {"rope_type": "longrope", "short_factor": PHI35_SHORT,
+                                             "long_factor": PHI35_LONG},
+                       {"original_max_position_embeddings": 4096}, [4096, 8192]),
+}
+
+
+def scaling_goldens(save, randn):
+    import transformers
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb as hf_apply
+
+    assert transformers.__version__ == TRANSFORMERS_VERSION, transformers.__version__
+    for name, (dim, theta, max_pos, rope_scaling, extra, seq_lens) in SCALING_CASES.items():
+        config = LlamaConfig(hidden_size=dim * 2, num_attention_heads=2, head_dim=dim, rope_theta=theta,
+                             max_position_embeddings=max_pos, rope_scaling=dict(rope_scaling), **extra)
+        for key in ("short_factor", "long_factor"):
+            if key in rope_scaling:  # float32 values (Phi-3.5's config), exact as float32
+                save(f"scaling_{name}_{key}", torch.tensor(rope_scaling[key], dtype=torch.float32))
+        for seq_len in seq_lens:
+            tag = f"scaling_{name}_n{seq_len}"
+            inv_freq, attention = ROPE_INIT_FUNCTIONS[rope_scaling["rope_type"]](config, "cpu", seq_len=seq_len)
+            save(f"{tag}_inv_freq", inv_freq)
+            save(f"{tag}_attention", torch.tensor([attention], dtype=torch.float32))
+            # A rotation by the model's own module (a fresh one: dynamic and longrope keep
+            # state), at positions up to seq_len - 1 (which sets HF's sequence length).
+            rope = LlamaRotaryEmbedding(config)
+            picks = [0, 1, 777, seq_len // 3, seq_len // 2 + 1, seq_len - 2, seq_len - 1]
+            positions = torch.tensor(picks)[None, :]
+            q, k = randn(1, 2, len(picks), dim), randn(1, 1, len(picks), dim)
+            cos, sin = rope(q, positions)
+            q2, k2 = hf_apply(q, k, cos, sin)
+            for part, tensor in (("positions", positions[0]), ("q", q), ("k", k), ("q_out", q2), ("k_out", k2)):
+                save(f"{tag}_{part}", tensor)
 
 
 if __name__ == "__main__":

@@ -205,8 +205,14 @@ Case apply_case(const KernelSet &set, Generator &g) {
     RotaryOptions options{pairing, rotary_dim == d && g.chance(50) ? 0 : rotary_dim};
     if (set.device == Device::CPU) options.stores = g.pick<Stores>({Stores::Auto, Stores::Ordinary, Stores::Streaming});
     const bool xpos = g.chance(50), random_angles = g.chance(25);
+    const int scaling_kind = static_cast<int>(g.below(4));
+    const RopeScaling scaling = scaling_kind == 0   ? RopeScaling()
+                                : scaling_kind == 1 ? RopeScaling::linear(2.0)
+                                : scaling_kind == 2 ? RopeScaling::llama3(8.0, 1.0, 4.0, 64)
+                                                    : RopeScaling::yarn(4.0, 64);
+    const AngleMode angles = g.chance(30) ? AngleMode::Accurate : AngleMode::Fp32;
     const SinusoidalEmbeddings emb(rotary_dim, g.pick<double>({8.0, 64.0, 512.0}), xpos, g.pick<double>({10.0, 1e4, 5e5}),
-                                   pairing);
+                                   pairing, scaling, angles);
     RotaryTables t = make_tables(set, emb, n);
     if (random_angles) {
         std::uniform_real_distribution<float> angle(-3000.0f, 3000.0f);
@@ -219,7 +225,9 @@ Case apply_case(const KernelSet &set, Generator &g) {
         return s;
     };
     g.log += "apply d " + std::to_string(d) + " rotary_dim " + std::to_string(rotary_dim) + " N " + std::to_string(n) +
-             " Lq " + std::to_string(lq) + " stores " + to_string(options.stores) + (xpos ? " xpos" : "") + (random_angles ? " random angles" : "") + "; q";
+             " Lq " + std::to_string(lq) + " stores " + to_string(options.stores) + (xpos ? " xpos" : "") +
+             (random_angles ? " random angles" : "") + " scaling " + to_string(scaling.type) + " angles " +
+             to_string(angles) + "; q";
     Tensor q = g.view(shape(lq), true, dtype);
     g.log += "; k";
     Tensor k = g.view(shape(n), true, dtype);
@@ -269,12 +277,15 @@ Case apply_case(const KernelSet &set, Generator &g) {
     const bool positioned = n > 0 && g.chance(40);
     RotaryTable::Form form = RotaryTable::Form::Angles;
     Tensor cos, sin;
-    const Tensor inv_freq = emb.inv_freq();
+    const Tensor inv_freq = emb.inv_freq(n);
+    float attention = 1.0f;
     PositionsPlan q_plan, k_plan;
     if (positioned) {
         form = g.pick<RotaryTable::Form>({RotaryTable::Form::Angles, RotaryTable::Form::CosSin, RotaryTable::Form::InvFreq});
         options.conjugate = g.chance(50);
-        g.log += "; form " + to_string(form) + (options.conjugate ? " conjugate" : "");
+        if (g.chance(25)) attention = g.pick<float>({0.5f, 1.25f});
+        g.log += "; form " + to_string(form) + (options.conjugate ? " conjugate" : "") + " attention " +
+                 std::to_string(attention);
         if (form != RotaryTable::Form::Angles && (scale.tensor().defined() && scale.tensor().size(0) > 1)) {
             scale = Scale();  // a table of rows only for angles here
             g.log += " (no scale)";
@@ -357,9 +368,10 @@ Case apply_case(const KernelSet &set, Generator &g) {
     }
     const KernelSet *s = &set;
     if (positioned) {
-        const RotaryTable table = form == RotaryTable::Form::Angles   ? RotaryTable::angles(freqs, scale)
-                                  : form == RotaryTable::Form::CosSin ? RotaryTable::cos_sin(cos, sin, scale)
-                                                                      : RotaryTable::inv_freq(inv_freq, scale);
+        const RotaryTable table = (form == RotaryTable::Form::Angles   ? RotaryTable::angles(freqs, scale)
+                                   : form == RotaryTable::Form::CosSin ? RotaryTable::cos_sin(cos, sin, scale)
+                                                                       : RotaryTable::inv_freq(inv_freq, scale, angles))
+                                      .with_attention_factor(attention);
         auto coefficients = [=](const PositionsPlan &plan, bool inverse) {
             return [=](const std::vector<int64_t> &i) {
                 const int64_t p = plan.of(i), j = i.back(), f = ref::frequency_of(j, rotary_dim, pairing);
@@ -368,13 +380,15 @@ Case apply_case(const KernelSet &set, Generator &g) {
                     c = ref::element(cos, {p, f});
                     sn = ref::element(sin, {p, f});
                 } else {
+                    const double inv = ref::element(inv_freq, {f});
                     const double a = form == RotaryTable::Form::Angles ? double(ref::element(freqs, {p, j}))
-                                                                       : double(float(p) * ref::element(inv_freq, {f}));
+                                     : angles == AngleMode::Accurate   ? double(p) * inv
+                                                                       : double(float(p) * float(inv));
                     c = std::cos(a);
                     sn = std::sin(a);
                 }
                 const double sc = scale_at(scale, p, j);
-                return Coefficients{c, options.conjugate ? -sn : sn, inverse ? 1.0 / sc : sc};
+                return Coefficients{c, options.conjugate ? -sn : sn, (inverse ? 1.0 / sc : sc) * attention};
             };
         };
         return Case{[=] { run_apply_table(*s, q, k, table, q_out, k_out, options); },

@@ -529,7 +529,7 @@ TEST_P(ApplyRotary, EveryPositionModeTableFormAndDirection) {
 TEST_P(ApplyRotary, InvFreqFormEqualsTheAngleTableBitForBit) {
     std::mt19937 rng(4);
     for (const auto &[n, d, xpos, scale_base] : {std::tuple{300, 64, false, 0.0}, std::tuple{300, 64, true, 32.0},
-                                                  std::tuple{1 << 16, 8, true, 2048.0}}) {
+                                                  std::tuple{1 << 16, 8, true, 2048.0}, std::tuple{1 << 16, 8, false, 0.0}, std::tuple{300, 8, true, 32.0}}) {
         for (DType dtype : element_types(GetParam())) {
             const SinusoidalEmbeddings emb(d, xpos ? std::optional<double>(scale_base) : std::nullopt, xpos, 500000.0);
             const RotaryTables t = tables(emb, n);
@@ -555,6 +555,56 @@ TEST_P(ApplyRotary, InvFreqFormEqualsTheAngleTableBitForBit) {
             if (std::string(GetParam().name) == "baseline") continue;
             expect_same_bits(out[0][0], out[1][0], what + " q'");
             expect_same_bits(out[0][1], out[1][1], what + " k'");
+        }
+    }
+}
+
+// AngleMode::Accurate against float64 at long positions (2^16 to past 2^20), with Llama 3.1
+// scaling and its attention factor: the no-table form (angle formed in the kernel) and the
+// table form (the table kernel's reduced angles), on every target. The float64 truth is
+// cos and sin of the exact product position * inv_freq (float32 angles miss it by up to
+// 0.06 rad at 2^20: this test fails if the mode is ignored).
+TEST_P(ApplyRotary, AccurateAnglesPastTwoToTheTwenty) {
+    std::mt19937 rng(20);
+    const int64_t d = 64, seq_len = int64_t(1) << 21;
+    const std::vector<int64_t> picks{(1 << 16) - 1, 1 << 16, (1 << 18) + 3, (1 << 20) - 1, 1 << 20, (1 << 20) + 12345};
+    const int64_t n = static_cast<int64_t>(picks.size());
+    Tensor ids({n}, DType::Int32), rows({n}, DType::Int32);
+    for (int64_t i = 0; i < n; i++) {
+        static_cast<int32_t *>(ids.data())[i] = static_cast<int32_t>(picks[i]);
+        static_cast<int32_t *>(rows.data())[i] = static_cast<int32_t>(i);
+    }
+    for (double theta : {10000.0, 500000.0}) {
+        const SinusoidalEmbeddings emb(d, std::nullopt, false, theta, Pairing::HalfSplit, RopeScaling::yarn(4, 8192),
+                                       AngleMode::Accurate);  // yarn: an attention factor of 1.1386
+        const Tensor inv = emb.inv_freq(seq_len);
+        const double attention = static_cast<float>(emb.attention_factor());
+        // The table: one window row per position.
+        Tensor freqs({n, d});
+        for (int64_t i = 0; i < n; i++) {
+            freqs.narrow(0, i, 1).copy_from(make_tables(GetParam(), emb, seq_len, picks[i], 1).freqs);
+        }
+        // No xPos: q and k alike, scaled by the attention factor.
+        const CoefficientsAt truth = [&](const std::vector<int64_t> &idx) {
+            const int64_t row = idx[idx.size() - 2], j = idx.back() % (d / 2);
+            const double angle = double(picks[row]) * double(static_cast<const float *>(inv.data())[j]);
+            return Coefficients{std::cos(angle), std::sin(angle), attention};
+        };
+        for (DType dtype : element_types(GetParam())) {
+            const Tensor q = random_tensor({1, 2, n, d}, Layout::Contiguous, rng, dtype);
+            const Tensor k = random_tensor({1, 1, n, d}, Layout::Contiguous, rng, dtype);
+            const std::string what = to_string(dtype) + " theta " + std::to_string(theta);
+            for (bool no_table : {true, false}) {
+                const Tensor q_out(q.shape(), dtype), k_out(k.shape(), dtype);
+                RotaryOptions options;
+                options.positions = Positions::ids(no_table ? ids : rows);
+                const RotaryTable table = no_table ? RotaryTable::inv_freq(emb, seq_len)
+                                                   : RotaryTable::angles(freqs).with_attention_factor(attention);
+                run_apply_table(GetParam(), q, k, table, q_out, k_out, options);
+                const std::string form = no_table ? " no table" : " angle table";
+                check_rotation_with(q, q_out, truth, kTol, what + form + " q'");
+                check_rotation_with(k, k_out, truth, kTol, what + form + " k'");
+            }
         }
     }
 }

@@ -73,17 +73,26 @@ public:
     const Halide::Runtime::Buffer<> &to_halide() const { return buffer_; }
 
     // Whether the tensor describes an array (rank 0 holds one element, on any device).
-    bool defined() const;
+    // Inline, like the accessors below: the operations' checks call them often.
+    bool defined() const {
+        const halide_buffer_t &b = *buffer_.raw_buffer();
+        return b.dimensions > 0 || b.host || b.device || b.device_interface;
+    }
     int rank() const { return buffer_.dimensions(); }
-    // Negative dims count from the end. Inline: the operations' checks call them often.
+    // Negative dims count from the end.
     int64_t size(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).extent(); }
     int64_t stride(int dim) const { return buffer_.dim(rank() - 1 - checked_dim(dim)).stride(); }  // in elements
     std::vector<int64_t> shape() const;
     std::vector<int64_t> strides() const;
-    int64_t numel() const;
+    int64_t numel() const {
+        if (!defined()) return 0;
+        int64_t n = 1;
+        for (int i = 0; i < rank(); i++) n *= buffer_.dim(i).extent();
+        return n;
+    }
     DType dtype() const;
     int element_size() const { return buffer_.type().bytes(); }  // bytes per element
-    Device device() const;
+    Device device() const { return buffer_.raw_buffer()->device_interface ? device_interface_owner() : Device::CPU; }
     void *data() const { return buffer_.data(); }  // host memory; nullptr on a device
     bool is_contiguous() const;
 
@@ -112,6 +121,7 @@ private:
         return dim < 0 ? dim + r : dim;
     }
     [[noreturn]] void reject_dim(int dim) const;
+    Device device_interface_owner() const;
     Halide::Runtime::Buffer<> buffer_;
 };
 
@@ -196,14 +206,76 @@ struct RotaryOptions {
     bool conjugate = false;
 };
 
+// How a model rescales RoPE's frequencies for long context: HF transformers'
+// rope_scaling, with the semantics of its ROPE_INIT_FUNCTIONS in transformers 4.57.6 and
+// its parameter names, so a model config's rope_scaling maps field for field. inv_freq
+// is the plain 1 / theta^(2i / dim) (float32, as PyTorch forms it); what each type does
+// to it is computed once per table in double and rounded once to float32. Some types
+// also give an attention factor, which multiplies cos and sin of q and k alike
+// (SinusoidalEmbeddings::attention_factor, RotaryTable::with_attention_factor).
+struct RopeScaling {
+    enum class Type { None, Linear, Dynamic, Yarn, Llama3, LongRope };
+    Type type = Type::None;
+    double factor = 1.0;                    // linear, dynamic, yarn, llama3, longrope (>= 1)
+    int64_t max_position_embeddings = 0;    // dynamic
+    int64_t original_max_position_embeddings = 0;  // yarn, llama3, longrope
+    double beta_fast = 32.0, beta_slow = 1.0;       // yarn
+    std::optional<double> mscale, mscale_all_dim;  // yarn
+    std::optional<double> attention_factor;        // yarn, longrope: given, else derived
+    bool truncate = true;                          // yarn
+    double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+    std::vector<double> short_factor, long_factor;         // longrope (dim / 2 each)
+
+    // "linear": inv_freq / factor.
+    static RopeScaling linear(double factor);
+    // "dynamic" (NTK): a table of N > max_position_embeddings positions uses the base
+    // theta (factor N / max_position_embeddings - (factor - 1))^(dim / (dim - 2)).
+    // HF recomputes it when a sequence grows past the longest seen and resets it below
+    // max_position_embeddings; helix's table of N rows is always the one for N (to
+    // reproduce HF's cache, build the table for the longest length seen).
+    static RopeScaling dynamic(double factor, int64_t max_position_embeddings);
+    // "yarn": inv_freq / factor blended into inv_freq by a linear ramp over the correction
+    // range of beta_fast and beta_slow (rotations within original_max_position_embeddings;
+    // truncate rounds it to whole dimensions); attention factor attention_factor, else
+    // mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both are set, else
+    // 0.1 ln(factor) + 1. Set the optional fields on the result.
+    static RopeScaling yarn(double factor, int64_t original_max_position_embeddings);
+    // "llama3" (Llama 3.1): wavelengths above original_max_position_embeddings /
+    // low_freq_factor divide by factor, below original / high_freq_factor keep theirs, and
+    // the band between blends the two smoothly.
+    static RopeScaling llama3(double factor, double low_freq_factor, double high_freq_factor,
+                              int64_t original_max_position_embeddings);
+    // "longrope" (Phi-3): inv_freq / short_factor[i] for tables of at most
+    // original_max_position_embeddings positions, inv_freq / long_factor[i] beyond;
+    // attention factor attention_factor, else sqrt(1 + ln(factor) / ln(original)) (1 when
+    // factor <= 1). factor is max_position_embeddings / original_max_position_embeddings
+    // for the Phi-3 configs that give both (HF's rule).
+    static RopeScaling longrope(std::vector<double> short_factor, std::vector<double> long_factor, double factor,
+                                int64_t original_max_position_embeddings);
+};
+
+std::string to_string(RopeScaling::Type type);
+
+// How the angle n * inv_freq is formed (SPEC section 4):
+//   Fp32:     the float32 product, rounded once (PyTorch's, HF's and Zeta's value; off by up
+//             to 0.06 rad at position 2^20 against float64);
+//   Accurate: the exact product of the position and the float32 inv_freq (in double:
+//             exact below position 2^29), reduced modulo 2 pi before cos and sin, which are
+//             then within float32 rounding of float64's. An angle table then holds the
+//             reduced angle, in [-pi, pi] (the same cos and sin).
+enum class AngleMode { Fp32, Accurate };
+
+std::string to_string(AngleMode mode);
+
 // freqs (N, dim) and scale: (N, dim) with xPos, else a one-element tensor holding 1.
 struct RotaryTables {
     Tensor freqs;
     Tensor scale;
 };
 
-// Zeta's SinusoidalEmbeddings, with theta as a parameter (Zeta fixes it at 10000).
-//   inv_freq[i] = 1 / theta^(2i / dim)   (float32, as PyTorch evaluates it)
+// Zeta's SinusoidalEmbeddings, with theta as a parameter (Zeta fixes it at 10000), a
+// frequency scaling (RopeScaling) and an angle mode (AngleMode).
+//   inv_freq[i] = 1 / theta^(2i / dim)   (float32, as PyTorch evaluates it; then scaled)
 //   freqs[n, j] = n * inv_freq[i(j)]
 //   scale[n, j] = zeta[i(j)] ^ ((n - N // 2) / scale_base),
 //   zeta[i] = (2i + 0.4 dim) / (1.4 dim)
@@ -213,7 +285,8 @@ struct RotaryTables {
 class SinusoidalEmbeddings {
 public:
     explicit SinusoidalEmbeddings(int64_t dim, std::optional<double> scale_base = std::nullopt, bool use_xpos = false,
-                                  double theta = 10000.0, Pairing pairing = Pairing::HalfSplit);
+                                  double theta = 10000.0, Pairing pairing = Pairing::HalfSplit,
+                                  const RopeScaling &scaling = {}, AngleMode angles = AngleMode::Fp32);
 
     // Tables for N = x.size(-2) positions on x's device; only x's shape is read, as in Zeta.
     RotaryTables forward(const Tensor &x) const;
@@ -224,15 +297,20 @@ public:
     // Rows [start, start + freqs.size(0)) of the tables of a seq_len-position sequence:
     // any window of a longer table, for example the newest rows during decoding.
     void window(int64_t seq_len, int64_t start, const Tensor &freqs, const Tensor &scale) const;
-    // inv_freq (dim / 2,) float32 on the CPU, the values of the angle table's frequencies:
-    // for RotaryTable::inv_freq.
-    Tensor inv_freq() const;
+    // inv_freq (dim / 2,) float32 on the CPU, the frequencies of a table of seq_len rows
+    // (scaled: dynamic and longrope depend on it; 0 = HF's seq_len None): for
+    // RotaryTable::inv_freq.
+    Tensor inv_freq(int64_t seq_len = 0) const;
+    // The scaling's attention factor (1 for most types): multiplies cos and sin of q and k.
+    double attention_factor() const { return attention_factor_; }
 
     int64_t dim() const { return dim_; }
     double theta() const { return theta_; }
     bool use_xpos() const { return use_xpos_; }
     std::optional<double> scale_base() const { return scale_base_; }
     Pairing pairing() const { return pairing_; }
+    const RopeScaling &scaling() const { return scaling_; }
+    AngleMode angle_mode() const { return angles_; }
 
 private:
     int64_t dim_;
@@ -240,6 +318,9 @@ private:
     bool use_xpos_;
     double theta_;
     Pairing pairing_;
+    RopeScaling scaling_;
+    AngleMode angles_;
+    double attention_factor_;
 };
 
 // The scale argument of apply_rotary_pos_emb: a table (N, dim) (rows or columns may
@@ -259,8 +340,8 @@ private:
 };
 
 // The rotation of a position, in one of the forms models keep it (SPEC section 2), with a
-// scale (xPos; an attention factor) multiplying cos and sin of q and dividing those of k.
-// All float32, on the device of q and k.
+// scale (xPos) multiplying cos and sin of q and dividing those of k, and an attention
+// factor (RopeScaling) multiplying both. All float32, on the device of q and k.
 class RotaryTable {
 public:
     enum class Form { Angles, CosSin, InvFreq };
@@ -278,14 +359,20 @@ public:
     // (SinusoidalEmbeddings::inv_freq, or a model's own). Positions must be given (there
     // is no table to align to) and lie in [0, 2^31); the scale is a number or per feature
     // (1, rotary_dim) (xPos: the overload below).
-    static RotaryTable inv_freq(const Tensor &inv_freq, const Scale &scale = {});
-    // The same from an embedding: its inv_freq and, with xPos, its scale computed in the
-    // kernel as its table of seq_len rows holds it (zeta^((p - seq_len // 2) / scale_base);
-    // bit for bit the angle form's results with that table). Made once, reused per call.
+    // The angle is formed as `angles` says (AngleMode).
+    static RotaryTable inv_freq(const Tensor &inv_freq, const Scale &scale = {}, AngleMode angles = AngleMode::Fp32);
+    // The same from an embedding, as its table of seq_len rows holds it: its inv_freq for
+    // seq_len, its angle mode and attention factor and, with xPos, its scale computed in
+    // the kernel (zeta^((p - seq_len // 2) / scale_base); bit for bit the angle form's
+    // results with that table in Fp32 mode). Made once, reused per call.
     static RotaryTable inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_len, const Scale &scale = {});
 
     // The same table with every tensor copied to `device` (where q and k live).
     RotaryTable to(Device device) const;
+    // The same table with cos and sin of q and k multiplied by `factor` (the attention
+    // factor of a scaled embedding: SinusoidalEmbeddings::attention_factor; a positive
+    // float32, rounded once as PyTorch rounds HF's Python float).
+    RotaryTable with_attention_factor(double factor) const;
 
     Form form() const { return form_; }
     const Tensor &first() const { return first_; }    // freqs, cos or inv_freq
@@ -296,6 +383,8 @@ public:
     const Tensor &xpos_log2_zeta() const { return xpos_log2_zeta_; }
     double xpos_scale_base() const { return xpos_scale_base_; }
     int64_t xpos_seq_len() const { return xpos_seq_len_; }
+    double attention_factor() const { return attention_factor_; }
+    AngleMode angle_mode() const { return angles_; }  // the inv_freq form's
 
 private:
     RotaryTable(Form form, const Tensor &first, const Tensor &second, const Scale &scale)
@@ -306,6 +395,8 @@ private:
     Tensor xpos_log2_zeta_;
     double xpos_scale_base_ = 0;
     int64_t xpos_seq_len_ = 0;
+    double attention_factor_ = 1.0;
+    AngleMode angles_ = AngleMode::Fp32;
 };
 
 std::string to_string(RotaryTable::Form form);

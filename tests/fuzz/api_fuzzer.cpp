@@ -166,8 +166,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const int64_t start = in.ConsumeBool() ? in.ConsumeIntegral<int64_t>() : in.ConsumeIntegralInRange<int64_t>(0, 300);
             Fuzzed freqs = make_tensor(in, true), scale = make_tensor(in, true);
             try {
+                // Frequency scaling with fuzzed parameters (lists of fuzzed lengths) and the
+                // angle mode.
+                helix::RopeScaling scaling;
+                scaling.type = static_cast<helix::RopeScaling::Type>(in.ConsumeIntegralInRange<int>(0, 5));
+                if (scaling.type != helix::RopeScaling::Type::None) {
+                    scaling.factor = in.ConsumeFloatingPoint<double>();
+                    scaling.max_position_embeddings = in.ConsumeIntegralInRange<int64_t>(-2, 1 << 20);
+                    scaling.original_max_position_embeddings = in.ConsumeIntegralInRange<int64_t>(-2, 1 << 20);
+                    scaling.beta_fast = in.ConsumeFloatingPoint<double>();
+                    scaling.low_freq_factor = in.ConsumeFloatingPoint<double>();
+                    scaling.high_freq_factor = in.ConsumeFloatingPoint<double>();
+                    if (in.ConsumeBool()) scaling.attention_factor = in.ConsumeFloatingPoint<double>();
+                    if (in.ConsumeBool()) scaling.mscale = in.ConsumeFloatingPoint<double>();
+                    if (in.ConsumeBool()) scaling.mscale_all_dim = in.ConsumeFloatingPoint<double>();
+                    for (auto *list : {&scaling.short_factor, &scaling.long_factor}) {
+                        list->resize(in.ConsumeIntegralInRange<size_t>(0, 160), in.ConsumeFloatingPoint<double>());
+                    }
+                }
+                const helix::AngleMode angles = in.ConsumeBool() ? helix::AngleMode::Accurate : helix::AngleMode::Fp32;
                 const helix::SinusoidalEmbeddings emb(dim, scale_base, xpos, theta,
-                                                      in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit);
+                                                      in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit,
+                                                      scaling, angles);
                 if (in.ConsumeBool()) {
                     helix::detail::sinusoidal_window(kernels, emb, seq_len, start, freqs.tensor,
                                                      in.ConsumeBool() ? freqs.tensor : scale.tensor);
@@ -224,8 +244,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         form == 1   ? helix::RotaryTable::angles(freqs.tensor, scale)
                         : form == 2 ? helix::RotaryTable::cos_sin(freqs.tensor, sin.tensor, scale)
                         : form == 3 ? helix::RotaryTable::cos_sin_cache(freqs.tensor, scale)
-                                    : helix::RotaryTable::inv_freq(freqs.tensor, scale);
-                    helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, table, qo, ko, options);
+                                    : helix::RotaryTable::inv_freq(freqs.tensor, scale,
+                                                                   in.ConsumeBool() ? helix::AngleMode::Accurate
+                                                                                    : helix::AngleMode::Fp32);
+                    const helix::RotaryTable scaled =
+                        in.ConsumeBool() ? table.with_attention_factor(in.ConsumeFloatingPoint<double>()) : table;
+                    helix::detail::apply_rotary_pos_emb(kernels, q.tensor, k.tensor, scaled, qo, ko, options);
                 }
             } catch (const helix::Error &) {
             }

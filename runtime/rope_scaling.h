@@ -1,0 +1,22 @@
+// RoPE frequency scaling (helix::RopeScaling): HF transformers' rope init functions,
+// evaluated on the host once per table.
+#pragma once
+
+#include "helix/helix.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace helix::detail {
+
+// Throws Error naming `op` when HF would reject the parameters or warn that they are
+// invalid (helix refuses what HF only warns about), for an embedding of dim features.
+void check_scaling(const char *op, const RopeScaling &scaling, int64_t dim);
+
+// The float32 inv_freq (dim / 2 values) of a table of seq_len rows (0: HF's seq_len None).
+std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling &scaling, int64_t seq_len);
+
+// The attention factor, as HF's Python float.
+double scaled_attention_factor(const RopeScaling &scaling);
+
+}  // namespace helix::detail
