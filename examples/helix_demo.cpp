@@ -165,7 +165,8 @@ int main() {
         const helix::SinusoidalEmbeddings fp32(d, std::nullopt, false, 500000.0, helix::Pairing::HalfSplit, llama31);
         const helix::SinusoidalEmbeddings accurate(d, std::nullopt, false, 500000.0, helix::Pairing::HalfSplit, llama31,
                                                    helix::AngleMode::Accurate);
-        const float *inv = static_cast<const float *>(fp32.inv_freq().data());
+        const helix::Tensor inv_freq = fp32.inv_freq();
+        const float *inv = static_cast<const float *>(inv_freq.data());
         std::printf("  inv_freq[0, 32, 48, 63] = %.9g %.9g %.9g %.9g (attention factor %g)\n", inv[0], inv[32], inv[48],
                     inv[63], fp32.attention_factor());
         for (int bits : {16, 18, 20}) {

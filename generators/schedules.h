@@ -118,7 +118,10 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
     out.specialize(rows * o.dim(3).extent() * o.dim(4).extent() * o.dim(0).extent() <= kSmallOutputPairs);
     out.fuse(v.h, v.b, hb);
     out.specialize(rows >= 8 * k.rows_per_task).parallel(io);
-    out.parallel(hb);
+    // Fewer rows: tasks of whole heads, at least rows_per_task rows each (a decode batch of
+    // 64 sequences would otherwise be 2560 one-row tasks, each costing more than its row).
+    Var hbo{"hbo"}, hbi{"hbi"};
+    out.split(hb, hbo, hbi, Halide::max(1, k.rows_per_task / rows), TailStrategy::GuardWithIf).parallel(hbo);
     if (k.schedule == RotarySchedule::CoefTable) {
         Var co{"co"}, ci{"ci"};
         coef.compute_root().split(v.n, co, ci, k.rows_per_task, TailStrategy::GuardWithIf).parallel(co);
