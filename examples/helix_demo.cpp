@@ -167,6 +167,7 @@ int main() {
                                                    helix::AngleMode::Accurate);
         const helix::Tensor inv_freq = fp32.inv_freq();
         const float *inv = static_cast<const float *>(inv_freq.data());
+        const std::vector<double> exact_inv = fp32.inv_freq_f64();  // float64 frequencies
         std::printf("  inv_freq[0, 32, 48, 63] = %.9g %.9g %.9g %.9g (attention factor %g)\n", inv[0], inv[32], inv[48],
                     inv[63], fp32.attention_factor());
         for (int bits : {16, 18, 20}) {
@@ -176,7 +177,7 @@ int main() {
                 const helix::Tensor freqs({1, d}), scale({1});
                 (m ? accurate : fp32).window(position + 1, position, freqs, scale);
                 for (int64_t j = 0; j < d / 2; j++) {
-                    const double exact = static_cast<double>(position) * inv[j];
+                    const double exact = static_cast<double>(position) * exact_inv[j];
                     const double a = freqs.at({0, j});
                     worst[m] = std::max({worst[m], std::fabs(std::cos(a) - std::cos(exact)),
                                          std::fabs(std::sin(a) - std::sin(exact))});

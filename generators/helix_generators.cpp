@@ -62,7 +62,9 @@ public:
     GeneratorParam<Pairing> pairing{"pairing", Pairing::HalfSplit, pairing_names()};
     GeneratorParam<bool> xpos{"xpos", false};
 
-    Input<Buffer<float, 1>> inv_freq{"inv_freq"};  // (jj)
+    // (part, jj): part 0 the float32 frequencies (accurate: the high part of the double
+    // ones), part 1 accurate's low part.
+    Input<Buffer<float, 2>> inv_freq{"inv_freq"};
     Input<bool> accurate{"accurate"};
     Input<int32_t> seq_len{"seq_len"};  // N: xPos centres positions at N // 2
     Input<int32_t> start{"start"};      // position of the first row produced
@@ -81,8 +83,9 @@ public:
     void generate() {
         Expr dim = 2 * freqs.dim(0).extent();
         Expr position = start + v.n;
-        angle_(v.jj, v.n) = blend(accurate, cast<float>(reduced_angle(exact_angle(position, inv_freq(v.jj)))),
-                                  angle(position, inv_freq(v.jj)));
+        angle_(v.jj, v.n) =
+            blend(accurate, cast<float>(reduced_angle(exact_angle(position, inv_freq(0, v.jj), inv_freq(1, v.jj)))),
+                  angle(position, inv_freq(0, v.jj)));
         freqs(v.jj, v.half, v.n) = angle_(v.jj, v.n);
         if (xpos) {
             log2_zeta_(v.jj) = log2_f64(xpos_zeta(v.jj, dim));
@@ -94,8 +97,9 @@ public:
 
     void schedule() {
         dense_rows(freqs, 3, pairing);
-        inv_freq.dim(0).set_min(0).set_stride(1);
-        inv_freq.set_estimates({{0, kEstHalfDim}});
+        inv_freq.dim(0).set_bounds(0, 2).set_stride(1);
+        inv_freq.dim(1).set_min(0);
+        inv_freq.set_estimates({{0, 2}, {0, kEstHalfDim}});
         accurate.set_estimate(false);
         seq_len.set_estimate(kEstRows);
         start.set_estimate(0);
@@ -206,7 +210,7 @@ public:
     Input<Buffer<int32_t, 2>> *q_rows = nullptr, *k_rows = nullptr;  // (n, b) positions
     Input<Buffer<float, 3>> *freqs = nullptr;                         // angles: (jj, half, N)
     Input<Buffer<float, 2>> *cos = nullptr, *sin = nullptr;           // cos_sin: (jj, N)
-    Input<Buffer<float, 1>> *inv_freq = nullptr;                      // inv_freq: (jj)
+    Input<Buffer<float, 1>> *inv_freq = nullptr, *inv_freq_lo = nullptr;  // inv_freq: (jj), hi and lo
     Input<bool> *accurate = nullptr;  // inv_freq: the exact product as the angle (AngleMode)
     // inv_freq's xPos, computed in the kernel as the table's: log2 of zeta per frequency as
     // a double-float (hi, lo: (2, jj)), scale_base and the N of the centring (without xPos:
@@ -233,6 +237,7 @@ public:
             break;
         case TableForm::InvFreq:
             inv_freq = add_input<Buffer<float, 1>>("inv_freq");
+            inv_freq_lo = add_input<Buffer<float, 1>>("inv_freq_lo");
             accurate = add_input<bool>("accurate");
             xpos_log2_zeta = add_input<Buffer<float, 2>>("xpos_log2_zeta");
             xpos_scale_base = add_input<float>("xpos_scale_base");
@@ -282,6 +287,8 @@ public:
         if (inv_freq) {
             inv_freq->dim(0).set_min(0).set_stride(1);
             inv_freq->set_estimates({{0, kEstHalfDim}});
+            inv_freq_lo->dim(0).set_min(0).set_stride(Expr());  // stride 0: zeros
+            inv_freq_lo->set_estimates({{0, kEstHalfDim}});
             xpos_log2_zeta->dim(0).set_bounds(0, 2).set_stride(Expr());  // stride 0 without xPos
             xpos_log2_zeta->dim(1).set_min(0);
             xpos_log2_zeta->set_estimates({{0, 2}, {0, kEstHalfDim}});
@@ -338,7 +345,8 @@ private:
             break;
         case TableForm::InvFreq: {
             Expr inv = (*inv_freq)(v.jj);
-            Tuple cs = cos_sin(blend(*accurate, exact_angle(position, inv), cast<double>(angle(position, inv))));
+            Tuple cs = cos_sin(
+                blend(*accurate, exact_angle(position, inv, (*inv_freq_lo)(v.jj)), cast<double>(angle(position, inv))));
             // Without xPos log2(zeta) is 0 and the factor 2^0 = 1 exactly (no select of
             // vectors on a scalar: LLVM's RISC-V vector backend crashes on those).
             Expr log2_zeta = cast<double>((*xpos_log2_zeta)(0, v.jj)) + cast<double>((*xpos_log2_zeta)(1, v.jj));

@@ -51,10 +51,10 @@ inline Expr f64(double v) { return Halide::Internal::make_const(Float(64), v); }
 // freqs[n, jj]: the float32 product position * inv_freq, rounded once, as PyTorch forms it.
 inline Expr angle(Expr position, Expr inv_freq) { return Halide::strict_float(cast<float>(position) * inv_freq); }
 
-// The same product in double (AngleMode::Accurate): exact for positions below 2^29
-// (24 + 29 significant bits).
-inline Expr exact_angle(Expr position, Expr inv_freq) {
-    return Halide::strict_float(cast<double>(position) * cast<double>(inv_freq));
+// The product in double with the frequency as a double-float pair (AngleMode::Accurate):
+// hi + lo is exact in double (the frequency to 2^-48), the product rounded once (2^-53).
+inline Expr exact_angle(Expr position, Expr inv_freq_hi, Expr inv_freq_lo) {
+    return Halide::strict_float(cast<double>(position) * (cast<double>(inv_freq_hi) + cast<double>(inv_freq_lo)));
 }
 
 // select(flag, a, b) for a scalar bool flag, as a blend of the bits of a and b: LLVM's

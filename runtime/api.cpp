@@ -90,6 +90,7 @@ RotaryTable RotaryTable::to(Device device) const {
 RotaryTable RotaryTable::inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_len, const Scale &scale) {
     const int32_t rows = detail::require_int32("RotaryTable::inv_freq", "seq_len", seq_len, 0);
     RotaryTable t = inv_freq(emb.inv_freq(seq_len), scale, emb.angle_mode()).with_attention_factor(emb.attention_factor());
+    if (emb.angle_mode() == AngleMode::Accurate) detail::split_frequencies(emb.inv_freq_f64(seq_len), t.first_, t.second_);
     if (!emb.use_xpos()) return t;
     t.xpos_seq_len_ = rows;
     t.xpos_scale_base_ = *emb.scale_base();
@@ -188,6 +189,13 @@ Tensor SinusoidalEmbeddings::inv_freq(int64_t seq_len) const {
     Tensor out({dim_ / 2});
     std::copy(values.begin(), values.end(), static_cast<float *>(out.data()));
     return out;
+}
+
+std::vector<double> SinusoidalEmbeddings::inv_freq_f64(int64_t seq_len) const {
+    if (seq_len < 0 || seq_len > std::numeric_limits<int32_t>::max()) {
+        detail::reject("SinusoidalEmbeddings::inv_freq_f64", "seq_len", "a value >= 0 and below 2^31", detail::str(seq_len));
+    }
+    return detail::scaled_inv_freq_f64(dim_, theta_, scaling_, seq_len);
 }
 
 Tensor rotate_half(const Tensor &x, Pairing pairing) {

@@ -11,8 +11,9 @@
 
 namespace helix::detail {
 
-// The table kernels of one pairing: inv_freq (dim / 2) float32 from the host (scaled),
-// accurate: AngleMode::Accurate.
+// The table kernels of one pairing: inv_freq (2, dim / 2) float32 from the host (scaled):
+// part 0 the float32 frequencies, or with accurate (AngleMode::Accurate) the high part of
+// the double ones and part 1 their low part (one buffer: Mullapudi2016 fails on two).
 struct TableKernels {
     Pairing pairing;
     int (*sinusoidal_table)(const void *, halide_buffer_t *inv_freq, bool accurate, int32_t seq_len, int32_t start,
@@ -46,7 +47,8 @@ struct TypedKernels {
                                 halide_buffer_t *q_out, halide_buffer_t *k_out);
     int (*apply_rotary_inv_freq)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
                                  halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
-                                 halide_buffer_t *inv_freq, bool accurate, halide_buffer_t *xpos_log2_zeta,
+                                 halide_buffer_t *inv_freq, halide_buffer_t *inv_freq_lo, bool accurate,
+                                 halide_buffer_t *xpos_log2_zeta,
                                  float xpos_scale_base, int32_t xpos_seq_len, halide_buffer_t *scale,
                                  halide_buffer_t *q_out, halide_buffer_t *k_out);
 };

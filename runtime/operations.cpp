@@ -4,6 +4,7 @@
 #include "checks.h"
 #include "kernel_view.h"
 #include "positions.h"
+#include "rope_scaling.h"
 #include "streaming.h"
 
 #include <HalideRuntime.h>
@@ -36,6 +37,36 @@ void copy_features(const Kernels &kernels, const char *op, const Tensor &x, cons
     out_view.as_bits(true);
     run_kernel(op, [&](void *uc) { return copy(uc, x_view.raw(), out_view.raw()); });
 }
+
+// The kernels' view of an optional float32 per-frequency tensor, zeros where it is
+// undefined: on the CPU one float broadcast by stride-0 dimensions (no allocation), on a
+// device a zero tensor there (Halide would copy a host-only buffer over and leave its
+// device copy behind).
+class OrZeros {
+public:
+    // shape: outermost first, rank 1 or 2 (an initializer list: no allocation on the CPU).
+    OrZeros(const Tensor &t, Device device, std::initializer_list<int64_t> shape) {
+        const int rank = static_cast<int>(shape.size());
+        if (!t.defined() && device != Device::CPU) device_zeros_ = Tensor(std::vector<int64_t>(shape)).to(device);
+        const Tensor &given = t.defined() ? t : device_zeros_;
+        if (given.defined()) {
+            view_.emplace(given, rank);
+            return;
+        }
+        buffer_.host = reinterpret_cast<uint8_t *>(&zero_);
+        buffer_.type = halide_type_t(halide_type_float, 32);
+        for (int i = 0; i < rank; i++) dims_[i] = halide_dimension_t(0, static_cast<int32_t>(shape.begin()[rank - 1 - i]), 0);
+        view_.emplace(buffer_, rank, dims_);
+    }
+    halide_buffer_t *raw() { return view_->raw(); }
+
+private:
+    float zero_ = 0;
+    halide_buffer_t buffer_{};
+    halide_dimension_t dims_[2];
+    Tensor device_zeros_;
+    std::optional<KernelView> view_;
+};
 
 }  // namespace
 
@@ -71,11 +102,22 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     }
     const int32_t first = static_cast<int32_t>(start);
     if (rows > 0) {
-        // The embedding's frequencies for this table length (scaled), where the kernel runs.
-        const Tensor host_inv_freq = emb.inv_freq(seq_len);
-        const Tensor inv_freq = freqs.device() == Device::CPU ? host_inv_freq : host_inv_freq.to(freqs.device());
-        KernelView inv_freq_view(inv_freq, 1);
+        // The embedding's frequencies for this table length (scaled), where the kernel runs:
+        // float32, or accurate's double ones as high and low parts.
         const bool accurate = emb.angle_mode() == AngleMode::Accurate;
+        Tensor hi, lo;
+        if (accurate) {
+            split_frequencies(emb.inv_freq_f64(seq_len), hi, lo);
+        } else {
+            hi = emb.inv_freq(seq_len);
+        }
+        Tensor parts({emb.dim() / 2, 2});  // (frequency, part): lo stays 0 unless accurate
+        for (int64_t i = 0; i < emb.dim() / 2; i++) {
+            static_cast<float *>(parts.data())[2 * i] = static_cast<const float *>(hi.data())[i];
+            if (accurate) static_cast<float *>(parts.data())[2 * i + 1] = static_cast<const float *>(lo.data())[i];
+        }
+        if (freqs.device() != Device::CPU) parts = parts.to(freqs.device());
+        KernelView inv_freq_view(parts, 2);
         KernelView freqs_view(freqs, kTableDims, emb.pairing());
         if (emb.use_xpos()) {
             KernelView scale_view(scale, kTableDims, emb.pairing());
@@ -276,24 +318,13 @@ struct RotaryKernel {
         }
         case RotaryTable::Form::InvFreq: {
             KernelView i_view(first, 1);
-            // Without xPos log2(zeta) is 0 (the factor 2^0 = 1): on the CPU a zero pair
-            // broadcast over the frequencies, on a device a zero table there (Halide would
-            // copy a host-only buffer over and leave its device copy behind).
-            float no_zeta[2] = {0, 0};
-            halide_buffer_t no_zeta_buffer{};
-            no_zeta_buffer.host = reinterpret_cast<uint8_t *>(no_zeta);
-            no_zeta_buffer.type = halide_type_t(halide_type_float, 32);
-            const halide_dimension_t no_zeta_shape[2] = {halide_dimension_t(0, 2, 0),
-                                                         halide_dimension_t(0, static_cast<int32_t>(width / 2), 0)};
-            Tensor device_zeros;
-            const Tensor &zeta = xpos_log2_zeta.defined() || like.device() == Device::CPU
-                                     ? xpos_log2_zeta
-                                     : (device_zeros = Tensor({width / 2, 2}).to(like.device()));
-            KernelView z_view = zeta.defined() ? KernelView(zeta, 2) : KernelView(no_zeta_buffer, 2, no_zeta_shape);
+            // Without xPos log2(zeta) is 0 (the factor 2^0 = 1); without a low part the
+            // frequencies are the float32 ones.
+            OrZeros lo(second, like.device(), {width / 2}), zeta(xpos_log2_zeta, like.device(), {width / 2, 2});
             run_kernel(op, [&](void *uc) {
                 return typed.apply_rotary_inv_freq(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows,
-                                                   k_rows, i_view.raw(), accurate, z_view.raw(), xpos_scale_base, xpos_seq_len,
-                                                   s_view.raw(), qo_view.raw(), ko_view.raw());
+                                                   k_rows, i_view.raw(), lo.raw(), accurate, zeta.raw(), xpos_scale_base,
+                                                   xpos_seq_len, s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
         }

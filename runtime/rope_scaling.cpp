@@ -153,17 +153,22 @@ void check_scaling(const char *op, const RopeScaling &s, int64_t dim) {
     }
 }
 
-std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling &s, int64_t seq_len) {
+namespace {
+
+// The scaled frequencies of both precisions: `power(base, i)` gives theta^(2i / dim) for
+// a base (float32 as PyTorch forms it, or double), `rounded` rounds what is formed in
+// between as HF does for float32 (llama3 decides its bands on the float32 frequency).
+template <typename Power, typename Rounded>
+std::vector<double> scaled(int64_t dim, double theta, const RopeScaling &s, int64_t seq_len, Power power_of,
+                           Rounded rounded) {
     using Type = RopeScaling::Type;
     const int64_t half = dim / 2;
-    float base = static_cast<float>(theta);
+    double base = theta;
     if (s.type == Type::Dynamic) {
-        // HF's base for the sequence length (never below max_position_embeddings), a
-        // Python float that PyTorch rounds to float32 when it raises it to a float32 power.
+        // HF's base for the sequence length (never below max_position_embeddings).
         const double n = static_cast<double>(std::max(seq_len, s.max_position_embeddings));
         const double d = static_cast<double>(dim);
-        base = static_cast<float>(
-            theta * std::pow(s.factor * n / static_cast<double>(s.max_position_embeddings) - (s.factor - 1), d / (d - 2)));
+        base = theta * std::pow(s.factor * n / static_cast<double>(s.max_position_embeddings) - (s.factor - 1), d / (d - 2));
     }
     double low = 0, high = 0;  // yarn's ramp
     if (s.type == Type::Yarn) {
@@ -182,9 +187,9 @@ std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling 
     if (s.type == Type::LongRope) {
         long_rope = seq_len > s.original_max_position_embeddings ? &s.long_factor : &s.short_factor;
     }
-    std::vector<float> out(static_cast<size_t>(half));
+    std::vector<double> out(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; i++) {
-        const double power = float32_power(base, i, dim);
+        const double power = power_of(base, i);
         const double plain = 1.0 / power;
         double value = plain;
         switch (s.type) {
@@ -198,7 +203,7 @@ std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling 
         }
         case Type::Llama3: {
             // From HF's float32 inv_freq: the bands are decided on its wavelength.
-            const double inv = static_cast<float>(plain);
+            const double inv = rounded(plain);
             const double original = static_cast<double>(s.original_max_position_embeddings);
             const double wavelen = 2 * M_PI / inv;
             const double low_wavelen = original / s.low_freq_factor, high_wavelen = original / s.high_freq_factor;
@@ -214,9 +219,37 @@ std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling 
         }
         case Type::LongRope: value = 1.0 / ((*long_rope)[static_cast<size_t>(i)] * power); break;
         }
-        out[static_cast<size_t>(i)] = static_cast<float>(value);
+        out[static_cast<size_t>(i)] = value;
     }
     return out;
+}
+
+}  // namespace
+
+std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling &s, int64_t seq_len) {
+    // The base rounded to float32 as PyTorch rounds HF's Python float (theta, dynamic's).
+    const std::vector<double> values = scaled(
+        dim, theta, s, seq_len, [dim](double base, int64_t i) { return float32_power(static_cast<float>(base), i, dim); },
+        [](double v) { return static_cast<double>(static_cast<float>(v)); });
+    return std::vector<float>(values.begin(), values.end());
+}
+
+std::vector<double> scaled_inv_freq_f64(int64_t dim, double theta, const RopeScaling &s, int64_t seq_len) {
+    return scaled(
+        dim, theta, s, seq_len,
+        [dim](double base, int64_t i) { return std::pow(base, static_cast<double>(2 * i) / static_cast<double>(dim)); },
+        [](double v) { return v; });
+}
+
+void split_frequencies(const std::vector<double> &values, Tensor &hi, Tensor &lo) {
+    const int64_t n = static_cast<int64_t>(values.size());
+    hi = Tensor({n});
+    lo = Tensor({n});
+    for (int64_t i = 0; i < n; i++) {
+        const float h = static_cast<float>(values[static_cast<size_t>(i)]);
+        static_cast<float *>(hi.data())[i] = h;
+        static_cast<float *>(lo.data())[i] = static_cast<float>(values[static_cast<size_t>(i)] - h);
+    }
 }
 
 double scaled_attention_factor(const RopeScaling &s) {

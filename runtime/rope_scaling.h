@@ -13,8 +13,16 @@ namespace helix::detail {
 // invalid (helix refuses what HF only warns about), for an embedding of dim features.
 void check_scaling(const char *op, const RopeScaling &scaling, int64_t dim);
 
-// The float32 inv_freq (dim / 2 values) of a table of seq_len rows (0: HF's seq_len None).
+// The float32 inv_freq (dim / 2 values) of a table of seq_len rows (0: HF's seq_len None):
+// from PyTorch's float32 powers, as HF forms them, rounded once.
 std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling &scaling, int64_t seq_len);
+// The same frequencies in double throughout (double powers, no float32 step): what
+// AngleMode::Accurate multiplies positions by, and the float64 reference's.
+std::vector<double> scaled_inv_freq_f64(int64_t dim, double theta, const RopeScaling &scaling, int64_t seq_len);
+
+// Frequencies as float32 (high, low) pairs: hi = float(v), lo = float(v - hi) (v to 2^-48),
+// into new (n,) tensors.
+void split_frequencies(const std::vector<double> &values, Tensor &hi, Tensor &lo);
 
 // The attention factor, as HF's Python float.
 double scaled_attention_factor(const RopeScaling &scaling);

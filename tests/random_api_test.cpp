@@ -278,6 +278,7 @@ Case apply_case(const KernelSet &set, Generator &g) {
     RotaryTable::Form form = RotaryTable::Form::Angles;
     Tensor cos, sin;
     const Tensor inv_freq = emb.inv_freq(n);
+    const std::vector<double> inv_freq_f64 = emb.inv_freq_f64(n);
     float attention = 1.0f;
     PositionsPlan q_plan, k_plan;
     if (positioned) {
@@ -368,8 +369,11 @@ Case apply_case(const KernelSet &set, Generator &g) {
     }
     const KernelSet *s = &set;
     if (positioned) {
+        // Accurate no-table from the embedding: its double frequencies (high and low parts).
+        const bool from_emb = form == RotaryTable::Form::InvFreq && angles == AngleMode::Accurate && !xpos;
         const RotaryTable table = (form == RotaryTable::Form::Angles   ? RotaryTable::angles(freqs, scale)
                                    : form == RotaryTable::Form::CosSin ? RotaryTable::cos_sin(cos, sin, scale)
+                                   : from_emb                          ? RotaryTable::inv_freq(emb, n, scale)
                                                                        : RotaryTable::inv_freq(inv_freq, scale, angles))
                                       .with_attention_factor(attention);
         auto coefficients = [=](const PositionsPlan &plan, bool inverse) {
@@ -380,7 +384,7 @@ Case apply_case(const KernelSet &set, Generator &g) {
                     c = ref::element(cos, {p, f});
                     sn = ref::element(sin, {p, f});
                 } else {
-                    const double inv = ref::element(inv_freq, {f});
+                    const double inv = from_emb ? inv_freq_f64[static_cast<size_t>(f)] : ref::element(inv_freq, {f});
                     const double a = form == RotaryTable::Form::Angles ? double(ref::element(freqs, {p, j}))
                                      : angles == AngleMode::Accurate   ? double(p) * inv
                                                                        : double(float(p) * float(inv));

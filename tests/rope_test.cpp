@@ -562,8 +562,9 @@ TEST_P(ApplyRotary, InvFreqFormEqualsTheAngleTableBitForBit) {
 // AngleMode::Accurate against float64 at long positions (2^16 to past 2^20), with Llama 3.1
 // scaling and its attention factor: the no-table form (angle formed in the kernel) and the
 // table form (the table kernel's reduced angles), on every target. The float64 truth is
-// cos and sin of the exact product position * inv_freq (float32 angles miss it by up to
-// 0.06 rad at 2^20: this test fails if the mode is ignored).
+// cos and sin of position * inv_freq in double, the frequencies in double too (float32
+// angles miss it by up to 0.06 rad at 2^20, and so would the exact product of float32
+// frequencies: this test fails if the mode or the frequencies' low parts are ignored).
 TEST_P(ApplyRotary, AccurateAnglesPastTwoToTheTwenty) {
     std::mt19937 rng(20);
     const int64_t d = 64, seq_len = int64_t(1) << 21;
@@ -577,7 +578,7 @@ TEST_P(ApplyRotary, AccurateAnglesPastTwoToTheTwenty) {
     for (double theta : {10000.0, 500000.0}) {
         const SinusoidalEmbeddings emb(d, std::nullopt, false, theta, Pairing::HalfSplit, RopeScaling::yarn(4, 8192),
                                        AngleMode::Accurate);  // yarn: an attention factor of 1.1386
-        const Tensor inv = emb.inv_freq(seq_len);
+        const std::vector<double> inv = emb.inv_freq_f64(seq_len);
         const double attention = static_cast<float>(emb.attention_factor());
         // The table: one window row per position.
         Tensor freqs({n, d});
@@ -587,7 +588,7 @@ TEST_P(ApplyRotary, AccurateAnglesPastTwoToTheTwenty) {
         // No xPos: q and k alike, scaled by the attention factor.
         const CoefficientsAt truth = [&](const std::vector<int64_t> &idx) {
             const int64_t row = idx[idx.size() - 2], j = idx.back() % (d / 2);
-            const double angle = double(picks[row]) * double(static_cast<const float *>(inv.data())[j]);
+            const double angle = double(picks[row]) * inv[j];
             return Coefficients{std::cos(angle), std::sin(angle), attention};
         };
         for (DType dtype : element_types(GetParam())) {

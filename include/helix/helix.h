@@ -259,8 +259,9 @@ std::string to_string(RopeScaling::Type type);
 // How the angle n * inv_freq is formed (SPEC section 4):
 //   Fp32:     the float32 product, rounded once (PyTorch's, HF's and Zeta's value; off by up
 //             to 0.06 rad at position 2^20 against float64);
-//   Accurate: the exact product of the position and the float32 inv_freq (in double:
-//             exact below position 2^29), reduced modulo 2 pi before cos and sin, which are
+//   Accurate: the position times the frequency in double (an embedding's frequencies as a
+//             double-float pair: SinusoidalEmbeddings::inv_freq_f64 to 2^-48; a caller's
+//             float32 inv_freq as it is), reduced modulo 2 pi before cos and sin, which are
 //             then within float32 rounding of float64's. An angle table then holds the
 //             reduced angle, in [-pi, pi] (the same cos and sin).
 enum class AngleMode { Fp32, Accurate };
@@ -301,6 +302,8 @@ public:
     // (scaled: dynamic and longrope depend on it; 0 = HF's seq_len None): for
     // RotaryTable::inv_freq.
     Tensor inv_freq(int64_t seq_len = 0) const;
+    // The same frequencies in double throughout (no float32 step): AngleMode::Accurate's.
+    std::vector<double> inv_freq_f64(int64_t seq_len = 0) const;
     // The scaling's attention factor (1 for most types): multiplies cos and sin of q and k.
     double attention_factor() const { return attention_factor_; }
 
@@ -362,9 +365,10 @@ public:
     // The angle is formed as `angles` says (AngleMode).
     static RotaryTable inv_freq(const Tensor &inv_freq, const Scale &scale = {}, AngleMode angles = AngleMode::Fp32);
     // The same from an embedding, as its table of seq_len rows holds it: its inv_freq for
-    // seq_len, its angle mode and attention factor and, with xPos, its scale computed in
-    // the kernel (zeta^((p - seq_len // 2) / scale_base); bit for bit the angle form's
-    // results with that table in Fp32 mode). Made once, reused per call.
+    // seq_len (Accurate: inv_freq_f64 as float32 high and low parts, first() and second()),
+    // its angle mode and attention factor and, with xPos, its scale computed in the kernel
+    // (zeta^((p - seq_len // 2) / scale_base); bit for bit the angle form's results with
+    // that table in Fp32 mode). Made once, reused per call.
     static RotaryTable inv_freq(const SinusoidalEmbeddings &emb, int64_t seq_len, const Scale &scale = {});
 
     // The same table with every tensor copied to `device` (where q and k live).
@@ -376,7 +380,7 @@ public:
 
     Form form() const { return form_; }
     const Tensor &first() const { return first_; }    // freqs, cos or inv_freq
-    const Tensor &second() const { return second_; }  // sin
+    const Tensor &second() const { return second_; }  // sin, or inv_freq's low part (or undefined: 0)
     const Scale &scale() const { return scale_; }
     // inv_freq's xPos: log2 of zeta per frequency as (hi, lo) float32 pairs, (dim / 2, 2),
     // scale_base and the N of the centring (undefined and 0 without xPos).
