@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 namespace helix {
@@ -105,16 +106,14 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
         // The embedding's frequencies for this table length (scaled), where the kernel runs:
         // float32, or accurate's double ones as high and low parts.
         const bool accurate = emb.angle_mode() == AngleMode::Accurate;
-        Tensor hi, lo;
-        if (accurate) {
-            split_frequencies(emb.inv_freq_f64(seq_len), hi, lo);
-        } else {
-            hi = emb.inv_freq(seq_len);
-        }
         Tensor parts({emb.dim() / 2, 2});  // (frequency, part): lo stays 0 unless accurate
-        for (int64_t i = 0; i < emb.dim() / 2; i++) {
-            static_cast<float *>(parts.data())[2 * i] = static_cast<const float *>(hi.data())[i];
-            if (accurate) static_cast<float *>(parts.data())[2 * i + 1] = static_cast<const float *>(lo.data())[i];
+        float *part = static_cast<float *>(parts.data());
+        if (accurate) {
+            const std::vector<double> values = emb.inv_freq_f64(seq_len);
+            for (size_t i = 0; i < values.size(); i++) std::tie(part[2 * i], part[2 * i + 1]) = split_frequency(values[i]);
+        } else {
+            const Tensor fp32 = emb.inv_freq(seq_len);
+            for (int64_t i = 0; i < fp32.numel(); i++) part[2 * i] = static_cast<const float *>(fp32.data())[i];
         }
         if (freqs.device() != Device::CPU) parts = parts.to(freqs.device());
         KernelView inv_freq_view(parts, 2);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 namespace helix {
 
@@ -246,9 +247,8 @@ void split_frequencies(const std::vector<double> &values, Tensor &hi, Tensor &lo
     hi = Tensor({n});
     lo = Tensor({n});
     for (int64_t i = 0; i < n; i++) {
-        const float h = static_cast<float>(values[static_cast<size_t>(i)]);
-        static_cast<float *>(hi.data())[i] = h;
-        static_cast<float *>(lo.data())[i] = static_cast<float>(values[static_cast<size_t>(i)] - h);
+        std::tie(static_cast<float *>(hi.data())[i], static_cast<float *>(lo.data())[i]) =
+            split_frequency(values[static_cast<size_t>(i)]);
     }
 }
 

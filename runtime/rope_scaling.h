@@ -5,6 +5,7 @@
 #include "helix/helix.h"
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace helix::detail {
@@ -20,8 +21,12 @@ std::vector<float> scaled_inv_freq(int64_t dim, double theta, const RopeScaling 
 // AngleMode::Accurate multiplies positions by, and the float64 reference's.
 std::vector<double> scaled_inv_freq_f64(int64_t dim, double theta, const RopeScaling &scaling, int64_t seq_len);
 
-// Frequencies as float32 (high, low) pairs: hi = float(v), lo = float(v - hi) (v to 2^-48),
-// into new (n,) tensors.
+// A frequency as a float32 (high, low) pair: hi = float(v), lo = float(v - hi) (v to 2^-48).
+inline std::pair<float, float> split_frequency(double v) {
+    const float hi = static_cast<float>(v);
+    return {hi, static_cast<float>(v - hi)};
+}
+// Each of `values` so, into new (n,) tensors.
 void split_frequencies(const std::vector<double> &values, Tensor &hi, Tensor &lo);
 
 // The attention factor, as HF's Python float.
