@@ -1,5 +1,6 @@
 # Installs libhelix.a, its headers (with the two Halide runtime headers it needs, so a
-# consumer does not need Halide) and a CMake package: find_package(helix) -> helix::helix.
+# consumer does not need Halide, and DLPack's for the C ABI) and a CMake package:
+# find_package(helix) -> helix::helix.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -9,6 +10,7 @@ find_path(HELIX_HALIDE_INCLUDE_DIR HalideBuffer.h HINTS "${HalideHelpers_DIR}/..
           NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH REQUIRED)
 install(FILES ${HELIX_HALIDE_INCLUDE_DIR}/HalideBuffer.h ${HELIX_HALIDE_INCLUDE_DIR}/HalideRuntime.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/helix/halide)
+install(FILES ${HELIX_DLPACK_BUILD_INCLUDE}/dlpack/dlpack.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/helix/dlpack)
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/helix)
 install(EXPORT helixTargets NAMESPACE helix:: DESTINATION ${config_dir})

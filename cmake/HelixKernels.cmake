@@ -234,7 +234,9 @@ function(helix_add_api_library NAME)
     target_include_directories(
         ${NAME}
         PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+               $<BUILD_INTERFACE:${HELIX_DLPACK_BUILD_INCLUDE}>
                $<INSTALL_INTERFACE:include>
+               $<INSTALL_INTERFACE:include/helix>          # dlpack/dlpack.h
                $<INSTALL_INTERFACE:include/helix/halide>)  # HalideBuffer.h, HalideRuntime.h
     find_package(Threads REQUIRED)
     target_link_libraries(${NAME} PUBLIC $<BUILD_INTERFACE:Halide::Runtime> Threads::Threads ${CMAKE_DL_LIBS})
@@ -256,6 +258,40 @@ function(helix_object_files OUT)
         endforeach ()
     endforeach ()
     set(${OUT} ${objects} PARENT_SCOPE)
+endfunction()
+
+# helix_runnable_target(<out_var> <target>...): the first x86-64 target whose features this
+# machine's CPU has (/proc/cpuinfo), else the last (the baseline); non-x86 lists: the last.
+function(helix_runnable_target OUT)
+    set(targets ${ARGN})
+    list(GET targets -1 chosen)
+    set(cpuinfo "")
+    if (EXISTS /proc/cpuinfo)
+        file(STRINGS /proc/cpuinfo cpuinfo REGEX "^flags" LIMIT_COUNT 1)
+    endif ()
+    foreach (target IN LISTS targets)
+        set(flags "")
+        if (target MATCHES "avx512_skylake")
+            set(flags avx512f avx512cd avx512vl avx512bw avx512dq)
+        elseif (target MATCHES "avx2")
+            set(flags avx2 fma f16c)
+        elseif (target MATCHES "^x86-64.*sse41")
+            set(flags sse4_1)
+        else ()
+            continue()
+        endif ()
+        set(has_all TRUE)
+        foreach (flag IN LISTS flags)
+            if (NOT cpuinfo MATCHES " ${flag}( |$)")
+                set(has_all FALSE)
+            endif ()
+        endforeach ()
+        if (has_all)
+            set(chosen ${target})
+            break()
+        endif ()
+    endforeach ()
+    set(${OUT} ${chosen} PARENT_SCOPE)
 endfunction()
 
 # helix_dispatch_branches(<arch> <out_var>): the branches of the default HELIX_TARGETS

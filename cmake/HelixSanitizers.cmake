@@ -3,7 +3,8 @@
 # builds. Their suites appear in this build's ctest as sanitize/<kind>/<test>:
 #   address - AddressSanitizer (with its leak checker) + UndefinedBehaviorSanitizer, the
 #             kernels compiled with Halide's asan feature: the whole CPU suite
-#             (helix_tests), fault injection, concurrency, the demo and the libFuzzer target;
+#             (helix_tests), fault injection, concurrency, the demo, the libFuzzer target
+#             and the C ABI's suite;
 #   thread  - ThreadSanitizer: the concurrency suite and the CUDA context hooks.
 # They are not part of `cmake --build` (the demo's build stays quick): ctest builds them
 # itself, in the fixture test sanitize/<kind>/build, before their suites run.
@@ -20,7 +21,7 @@ endif ()
 
 # <kind>|<its CMake preset (CMakePresets.json)>|<its tests>
 set(HELIX_SANITIZER_BUILDS
-    "address|asan|helix_tests,helix_fault_tests,helix_concurrency_tests,helix_demo,helix_fuzz_api"
+    "address|asan|helix_tests,helix_fault_tests,helix_concurrency_tests,helix_demo,helix_fuzz_api,helix_c_api_tests"
     "thread|tsan|helix_concurrency_tests,helix_cuda_context_tests")
 
 foreach (build IN LISTS HELIX_SANITIZER_BUILDS)

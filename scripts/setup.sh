@@ -6,12 +6,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# g++ builds everything; GoogleTest (googletest: its sources, built for cross targets) and
+# g++ builds everything; python3-dev and nanobind (.venv) the Python package; DLPack's header
+# is the C ABI's tensor type; GoogleTest (googletest: its sources, built for cross targets) and
 # Google Benchmark are Debian's; python3-venv makes .venv; the cross compilers and qemu-user
 # build and run the AArch64 and RISC-V suites; PoCL runs the OpenCL kernels on the CPU;
 # clang with its sanitizer and libFuzzer runtimes (libclang-rt-14-dev) and llvm's
 # symbolizer build and report the sanitizer builds (cmake/HelixSanitizers.cmake).
-packages=(g++ python3 python3-venv libgtest-dev googletest libbenchmark-dev
+packages=(g++ python3 python3-venv python3-dev libdlpack-dev libgtest-dev googletest libbenchmark-dev
           g++-aarch64-linux-gnu g++-riscv64-linux-gnu qemu-user pocl-opencl-icd ocl-icd-libopencl1
           clang libclang-rt-14-dev llvm)
 missing=()
