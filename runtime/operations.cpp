@@ -146,6 +146,11 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
 
 // ---- rotate_half --------------------------------------------------------------------
 
+// Outputs of at most this many bytes run on the calling thread: waking the thread pool
+// costs microseconds, more than such a kernel (a decode step: 40 KiB at (1, 32 + 8, 1, 128)
+// float32 in and out).
+constexpr int64_t kSerialOutputBytes = 64 * 1024;
+
 void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pairing pairing) {
     const char *op = "rotate_half";
     require_rank(op, "x", x, 1, 4);
@@ -162,6 +167,8 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
     x_view.as_bits(typed.bits);
     out_view.as_bits(typed.bits);
     const bool aligned = x_view.start_aligned() && out_view.start_aligned();
+    std::optional<SerialKernels> serial;
+    if (x.device() == Device::CPU && out.numel() * out.element_size() <= kSerialOutputBytes) serial.emplace();
     run_kernel(op, [&](void *uc) { return typed.rotate_half(uc, aligned, x_view.raw(), out_view.raw()); });
     out_view.mark_written(out);
 }
@@ -389,11 +396,6 @@ struct RotaryKernel {
                 for (int64_t c = 0; c < size[2]; c++) f(base + a * stride[0] + b * stride[1] + c * stride[2]);
     }
 };
-
-// Outputs of at most this many bytes run on the calling thread: waking the thread pool
-// costs microseconds, more than such a kernel (a decode step: 40 KiB at (1, 32 + 8, 1, 128)
-// float32 in and out).
-constexpr int64_t kSerialOutputBytes = 64 * 1024;
 
 }  // namespace
 

@@ -53,5 +53,6 @@ if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv"
 fi
 # With every pin already satisfied pip does not touch the network.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt" \
+    -r "$root/tests/python/requirements.txt"
 echo "setup: Halide $("$venv/bin/python" -m pip show halide | sed -n 's/^Version: //p') at $("$venv/bin/python" -c 'import halide; print(halide.install_dir())')"

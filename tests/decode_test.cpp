@@ -139,6 +139,16 @@ TEST(DecodeStep, AllocatesNothingAndRunsOnTheCallingThread) {
     }
 }
 
+// rotate_half of a decode step's q runs on the calling thread too.
+TEST(DecodeStep, RotateHalfOfADecodeStepRunsOnTheCallingThread) {
+    set_num_threads(2);
+    const Tensor q({1, 32, 1, 128});
+    rotate_half(q, q);
+    EXPECT_EQ(counted_over([&] { rotate_half(q, q); }).pool_tasks, 0);
+    const Tensor big({1, 32, 1024, 128});  // and a prefill's does use the pool (the hook's control)
+    EXPECT_GT(counted_over([&] { rotate_half(big, big); }).pool_tasks, 0);
+}
+
 // The hooks see what they count: an allocation, and the pool's tasks of a prefill-sized call.
 TEST(DecodeStep, TheHooksSeeAllocationsAndPoolTasks) {
     set_num_threads(2);

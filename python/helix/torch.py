@@ -33,35 +33,19 @@ import helix
 # (first, second) and a scale (a table or a number); positions are a kind with its start or
 # tensors, for q and for k ("same" = q's).
 
-_FORMS = ("angles", "cos_sin", "cos_sin_cache", "inv_freq")
-_POSITIONS = ("aligned", "start", "offsets", "ids", "varlen", "same")
+_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.int32: "int32",
+           torch.int64: "int64"}
 
 
-def _table(form, first, second, scale_table, scale_value) -> helix.RotaryTable:
-    scale = scale_table if scale_table is not None else scale_value
-    if form == "angles":
-        return helix.RotaryTable.angles(first, scale)
-    if form == "cos_sin":
-        return helix.RotaryTable.cos_sin(first, second, scale)
-    if form == "cos_sin_cache":
-        return helix.RotaryTable.cos_sin_cache(first, scale)
-    if form == "inv_freq":
-        return helix.RotaryTable.inv_freq(first, scale)
-    raise helix.Error(f"helix.torch: form: expected one of {', '.join(_FORMS)}, given {form!r}")
-
-
-def _positions(kind, start, tensor, offsets):
-    if kind == "aligned":
+def _raw(t: Optional[torch.Tensor]):
+    """A tensor as the extension's raw descriptor (no DLPack export: it costs more than a
+    decode step's kernel). Other dtypes go by name, for helix's own message."""
+    if t is None:
         return None
-    if kind == "start":
-        return helix.Positions.start(start)
-    if kind == "offsets":
-        return helix.Positions.offsets(tensor)
-    if kind == "ids":
-        return helix.Positions.ids(tensor)
-    if kind == "varlen":
-        return helix.Positions.varlen(tensor, offsets)
-    raise helix.Error(f"helix.torch: positions: expected one of {', '.join(_POSITIONS)}, given {kind!r}")
+    return (t.data_ptr(), t.shape, t.stride(), _DTYPES.get(t.dtype) or str(t.dtype)[6:], t.is_cuda)
+
+
+_PAIRINGS = {"half_split": helix.Pairing.HalfSplit, "interleaved": helix.Pairing.Interleaved}
 
 
 def _pair_shared(scale: torch.Tensor, pairing: str) -> bool:
@@ -81,17 +65,13 @@ def _run(q, k, q_out, k_out, form, first, second, scale_table, scale_value, pos_
     if backward and scale_table is not None and not _pair_shared(scale_table, pairing):
         raise helix.Error("helix.torch.apply_rotary: scale: expected a table whose pairs share their scale (as xPos's "
                           "do) for the backward pass, given one that differs within a pair")
-    positions = _positions(pos_kind, pos_start, pos_tensor, pos_offsets)
-    k_positions = None if k_pos_kind == "same" else _positions(k_pos_kind, k_pos_start, k_pos_tensor, k_pos_offsets)
-    if k_pos_kind == "aligned":
-        k_positions = helix.Positions()
-    helix.apply_rotary_pos_emb(
-        q, k,
-        table=_table(form, first, second, scale_table, scale_value),
-        positions=positions if positions is not None else helix.Positions(),
-        k_positions=k_positions,
-        pairing=pairing, rotary_dim=rotary_dim, conjugate=conjugate, q_out=q_out, k_out=k_out,
-    )
+    if pairing not in _PAIRINGS:
+        raise helix.Error(f"helix.torch.apply_rotary: pairing: expected half_split or interleaved, given {pairing!r}")
+    rq, rk = _raw(q), _raw(k)
+    helix._helix.apply_rotary_raw(
+        rq, rk, rq if q_out is q else _raw(q_out), rk if k_out is k else _raw(k_out), form, _raw(first), _raw(second), _raw(scale_table), scale_value,
+        pos_kind, pos_start, _raw(pos_tensor), _raw(pos_offsets), k_pos_kind, k_pos_start, _raw(k_pos_tensor),
+        _raw(k_pos_offsets), _PAIRINGS[pairing], rotary_dim, conjugate)
 
 
 @torch.library.custom_op("helix::apply_rotary", mutates_args=())
@@ -231,9 +211,20 @@ def apply_rotary(
     k_args = ["same", 0, None, None] if isinstance(k_positions, str) and k_positions == "same" else _position_args(k_positions)
     args = [form, forms[form], sin, scale_table, scale_value, *_position_args(positions), *k_args, pairing,
             rotary_dim, conjugate, False]
+    # Eager inference skips the dispatcher (~10 us a call, five times a decode step's kernel):
+    # the operators are for autograd and for torch.compile, which trace them.
+    direct = not torch.compiler.is_compiling() and not (
+        torch.is_grad_enabled() and (q.requires_grad or (k is not None and k.requires_grad)))
     if inplace:
-        torch.ops.helix.apply_rotary_(q, k, *args)
+        if direct:
+            _run(q, k, q, k, *args)
+        else:
+            torch.ops.helix.apply_rotary_(q, k, *args)
         return q, k
+    if direct:
+        q_out, k_out = torch.empty_like(q), (torch.empty_like(k) if k is not None else None)
+        _run(q, k, q_out, k_out, *args)
+        return q_out, k_out
     q_out, k_out = torch.ops.helix.apply_rotary(q, k, *args)
     return q_out, (k_out if k is not None else None)
 

@@ -11,9 +11,11 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace nb = nanobind;
@@ -67,6 +69,44 @@ helix::Tensor tensor_of(const char *name, const Array &a) {
 template <typename Array>
 helix::Tensor optional_tensor(const char *name, const std::optional<Array> &a) {
     return a ? tensor_of(name, *a) : helix::Tensor();
+}
+
+// A tensor as PyTorch describes it, for callers that skip DLPack's export (a few
+// microseconds per tensor, more than a decode step's kernel): (data pointer, shape,
+// strides in elements, dtype name, on a CUDA device). The caller keeps the tensor alive.
+using RawTensor = std::tuple<uintptr_t, std::vector<int64_t>, std::vector<int64_t>, std::string, bool>;
+
+helix::Tensor tensor_of(const char *name, const std::optional<RawTensor> &raw) {
+    if (!raw) return {};
+    const auto &[data, shape, strides, dtype_name, cuda] = *raw;
+    helix::DType dtype;
+    if (dtype_name == "float32") dtype = helix::DType::Float32;
+    else if (dtype_name == "float16") dtype = helix::DType::Float16;
+    else if (dtype_name == "bfloat16") dtype = helix::DType::BFloat16;
+    else if (dtype_name == "int32") dtype = helix::DType::Int32;
+    else if (dtype_name == "int64") dtype = helix::DType::Int64;
+    else throw helix::Error(std::string("helix: ") + name + ": expected dtype float32, float16, bfloat16, int32 or int64, given " + dtype_name);
+    if (cuda) return helix::Tensor::wrap_device(helix::Device::CUDA, data, shape, strides, dtype);
+    return helix::Tensor::wrap(reinterpret_cast<void *>(data), shape, strides, dtype);
+}
+
+helix::Positions positions_of(const std::string &kind, int64_t start, const helix::Tensor &tensor,
+                              const helix::Tensor &offsets) {
+    if (kind == "aligned") return {};
+    if (kind == "start") return helix::Positions::start(start);
+    if (kind == "offsets") return helix::Positions::offsets(tensor);
+    if (kind == "ids") return helix::Positions::ids(tensor);
+    if (kind == "varlen") return helix::Positions::varlen(tensor, offsets);
+    throw helix::Error("helix: positions: expected aligned, start, offsets, ids or varlen, given " + kind);
+}
+
+helix::RotaryTable table_of(const std::string &form, const helix::Tensor &first, const helix::Tensor &second,
+                            const helix::Scale &scale) {
+    if (form == "angles") return helix::RotaryTable::angles(first, scale);
+    if (form == "cos_sin") return helix::RotaryTable::cos_sin(first, second, scale);
+    if (form == "cos_sin_cache") return helix::RotaryTable::cos_sin_cache(first, scale);
+    if (form == "inv_freq") return helix::RotaryTable::inv_freq(first, scale);
+    throw helix::Error("helix: table: expected angles, cos_sin, cos_sin_cache or inv_freq, given " + form);
 }
 
 // A scale argument: None (1), a number, or an array.
@@ -250,6 +290,40 @@ NB_MODULE(_helix, m) {
         },
         "q"_a, "k"_a.none(), "table"_a, "q_out"_a, "k_out"_a.none(), "positions"_a, "k_positions"_a.none(),
         "pairing"_a, "rotary_dim"_a, "stores"_a, "conjugate"_a);
+
+    m.def(
+        "apply_rotary_raw",
+        [](const std::optional<RawTensor> &q, const std::optional<RawTensor> &k, const std::optional<RawTensor> &q_out,
+           const std::optional<RawTensor> &k_out, const std::string &form, const std::optional<RawTensor> &first,
+           const std::optional<RawTensor> &second, const std::optional<RawTensor> &scale_table, double scale_value,
+           const std::string &pos_kind, int64_t pos_start, const std::optional<RawTensor> &pos_tensor,
+           const std::optional<RawTensor> &pos_offsets, const std::string &k_pos_kind, int64_t k_pos_start,
+           const std::optional<RawTensor> &k_pos_tensor, const std::optional<RawTensor> &k_pos_offsets,
+           helix::Pairing pairing, int64_t rotary_dim, bool conjugate) {
+            const helix::Tensor qt = tensor_of("q", q), kt = tensor_of("k", k), qo = tensor_of("q_out", q_out),
+                                ko = tensor_of("k_out", k_out);
+            const helix::Tensor st = tensor_of("scale", scale_table);
+            const helix::RotaryTable table =
+                table_of(form, tensor_of("table", first), tensor_of("table", second),
+                         st.defined() ? helix::Scale(st) : helix::Scale(scale_value));
+            helix::RotaryOptions options;
+            options.pairing = pairing;
+            options.rotary_dim = rotary_dim;
+            options.conjugate = conjugate;
+            options.positions = positions_of(pos_kind, pos_start, tensor_of("positions", pos_tensor),
+                                             tensor_of("offsets", pos_offsets));
+            if (k_pos_kind != "same") {
+                options.k_positions = positions_of(k_pos_kind, k_pos_start, tensor_of("k_positions", k_pos_tensor),
+                                                   tensor_of("k_offsets", k_pos_offsets));
+            }
+            nb::gil_scoped_release release;
+            helix::apply_rotary_pos_emb(qt, kt, table, qo, ko, options);
+        },
+        "q"_a.none(), "k"_a.none(), "q_out"_a.none(), "k_out"_a.none(), "form"_a, "first"_a.none(), "second"_a.none(),
+        "scale_table"_a.none(), "scale_value"_a, "pos_kind"_a, "pos_start"_a, "pos_tensor"_a.none(),
+        "pos_offsets"_a.none(), "k_pos_kind"_a, "k_pos_start"_a, "k_pos_tensor"_a.none(), "k_pos_offsets"_a.none(),
+        "pairing"_a, "rotary_dim"_a, "conjugate"_a,
+        "apply_rotary_pos_emb over raw tensor descriptors (helix.torch's path: no DLPack export).");
 
     m.def("kernel_element_types", [] {
         std::vector<std::string> names;
