@@ -86,6 +86,9 @@ def main(run_dir):
     if errors:
         lines += ["", "Variants that could not run a case:", ""]
         lines += [f"- {'/'.join(k)}: {msg}" for k, msg in sorted(errors.items())]
+    python = run_dir / "python.md"  # bench/python_peers.py's section, when it ran
+    if python.exists():
+        lines += ["", python.read_text()]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
