@@ -137,13 +137,13 @@ int main(void) {
         for (i = 0; i < HEADS * 3 * D; i++) CHECK(o1[i] == 0.0f);
     }
 
-    /* rotate_half in place, interleaved: (x0, x1) -> (-x1, x0). */
+    /* rotate_half in place: cat(-x2, x1) (half-split: every target has it). */
     {
         float x[4] = {1, 2, 3, 4};
         int64_t shape[1] = {4};
         DLTensor t = f32(x, 1, shape);
-        CHECK(helix_rotate_half(&t, &t, HELIX_PAIRING_INTERLEAVED) == HELIX_OK);
-        CHECK(x[0] == -2 && x[1] == 1 && x[2] == -4 && x[3] == 3);
+        CHECK(helix_rotate_half(&t, &t, HELIX_PAIRING_HALF_SPLIT) == HELIX_OK);
+        CHECK(x[0] == -3 && x[1] == -4 && x[2] == 1 && x[3] == 2);
         CHECK(strcmp(helix_last_error(), "") == 0);
     }
 

@@ -11,7 +11,7 @@ endfunction()
 set(prefix "${WORK}/prefix")
 run(${CMAKE_COMMAND} --install "${HELIX_BUILD}" --prefix "${prefix}")
 run(${CMAKE_COMMAND} -G "${GENERATOR}" -S "${CONSUMER_SOURCE}" -B "${WORK}/build"
-    -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM} -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release
+    -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM} -DCMAKE_C_COMPILER=${CC} -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_USE_SYSTEM_ENVIRONMENT_PATH=OFF)
 run(${CMAKE_COMMAND} --build "${WORK}/build")
 run(${CMAKE_CTEST_COMMAND} --test-dir "${WORK}/build" -V)
