@@ -69,24 +69,23 @@ def _run(q, k, q_out, k_out, form, first, second, scale_table, scale_value, pos_
         raise helix.Error(f"helix.torch.apply_rotary: pairing: expected half_split or interleaved, given {pairing!r}")
     rq, rk = _raw(q), _raw(k)
     helix._helix.apply_rotary_raw(
-        rq, rk, rq if q_out is q else _raw(q_out), rk if k_out is k else _raw(k_out), form, _raw(first), _raw(second), _raw(scale_table), scale_value,
-        pos_kind, pos_start, _raw(pos_tensor), _raw(pos_offsets), k_pos_kind, k_pos_start, _raw(k_pos_tensor),
+        rq, rk, rq if q_out is q else _raw(q_out), rk if k_out is k else _raw(k_out), form, _raw(first),
+        _raw(second), _raw(scale_table), scale_value, pos_kind, pos_start, _raw(pos_tensor), _raw(pos_offsets), k_pos_kind, k_pos_start, _raw(k_pos_tensor),
         _raw(k_pos_offsets), _PAIRINGS[pairing], rotary_dim, conjugate)
 
 
-@torch.library.custom_op("helix::apply_rotary", mutates_args=())
-def _apply_rotary(
-    q: torch.Tensor, k: Optional[torch.Tensor], form: str, first: torch.Tensor, second: Optional[torch.Tensor],
-    scale_table: Optional[torch.Tensor], scale_value: float, pos_kind: str, pos_start: int,
-    pos_tensor: Optional[torch.Tensor], pos_offsets: Optional[torch.Tensor], k_pos_kind: str, k_pos_start: int,
-    k_pos_tensor: Optional[torch.Tensor], k_pos_offsets: Optional[torch.Tensor], pairing: str, rotary_dim: int,
-    conjugate: bool, backward: bool,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+# Everything after q and k, in _run's order (one schema text for both operators).
+_REST = ("str form, Tensor first, Tensor? second, Tensor? scale_table, float scale_value, str pos_kind, int pos_start, "
+         "Tensor? pos_tensor, Tensor? pos_offsets, str k_pos_kind, int k_pos_start, Tensor? k_pos_tensor, "
+         "Tensor? k_pos_offsets, str pairing, int rotary_dim, bool conjugate, bool backward")
+
+
+@torch.library.custom_op("helix::apply_rotary", mutates_args=(),
+                         schema=f"(Tensor q, Tensor? k, {_REST}) -> (Tensor, Tensor)")
+def _apply_rotary(q, k, *rest):
     q_out = torch.empty_like(q)
     k_out = torch.empty_like(k) if k is not None else q.new_empty(0)
-    _run(q, k, q_out, k_out if k is not None else None, form, first, second, scale_table, scale_value, pos_kind,
-         pos_start, pos_tensor, pos_offsets, k_pos_kind, k_pos_start, k_pos_tensor, k_pos_offsets, pairing,
-         rotary_dim, conjugate, backward)
+    _run(q, k, q_out, k_out if k is not None else None, *rest)
     return q_out, k_out
 
 
@@ -121,16 +120,10 @@ def _backward(ctx, grad_q, grad_k):
 _apply_rotary.register_autograd(_backward, setup_context=_setup_context)
 
 
-@torch.library.custom_op("helix::apply_rotary_", mutates_args=("q", "k"))
-def _apply_rotary_(
-    q: torch.Tensor, k: Optional[torch.Tensor], form: str, first: torch.Tensor, second: Optional[torch.Tensor],
-    scale_table: Optional[torch.Tensor], scale_value: float, pos_kind: str, pos_start: int,
-    pos_tensor: Optional[torch.Tensor], pos_offsets: Optional[torch.Tensor], k_pos_kind: str, k_pos_start: int,
-    k_pos_tensor: Optional[torch.Tensor], k_pos_offsets: Optional[torch.Tensor], pairing: str, rotary_dim: int,
-    conjugate: bool, backward: bool,
-) -> None:
-    _run(q, k, q, k, form, first, second, scale_table, scale_value, pos_kind, pos_start, pos_tensor, pos_offsets,
-         k_pos_kind, k_pos_start, k_pos_tensor, k_pos_offsets, pairing, rotary_dim, conjugate, backward)
+@torch.library.custom_op("helix::apply_rotary_", mutates_args=("q", "k"),
+                         schema=f"(Tensor(a!) q, Tensor(b!)? k, {_REST}) -> ()")
+def _apply_rotary_(q, k, *rest):
+    _run(q, k, q, k, *rest)
 
 
 @_apply_rotary_.register_fake
