@@ -70,8 +70,8 @@ def _run(q, k, q_out, k_out, form, first, second, scale_table, scale_value, pos_
     rq, rk = _raw(q), _raw(k)
     helix._helix.apply_rotary_raw(
         rq, rk, rq if q_out is q else _raw(q_out), rk if k_out is k else _raw(k_out), form, _raw(first),
-        _raw(second), _raw(scale_table), scale_value, pos_kind, pos_start, _raw(pos_tensor), _raw(pos_offsets), k_pos_kind, k_pos_start, _raw(k_pos_tensor),
-        _raw(k_pos_offsets), _PAIRINGS[pairing], rotary_dim, conjugate)
+        _raw(second), _raw(scale_table), scale_value, pos_kind, pos_start, _raw(pos_tensor), _raw(pos_offsets),
+        k_pos_kind, k_pos_start, _raw(k_pos_tensor), _raw(k_pos_offsets), _PAIRINGS[pairing], rotary_dim, conjugate)
 
 
 # Everything after q and k, in _run's order (one schema text for both operators).
