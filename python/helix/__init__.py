@@ -5,7 +5,8 @@ of the C++ API (dtypes, pairing, partial rotary, positions, table forms, backwar
 scaling), over any DLPack array: NumPy, PyTorch, JAX. Nothing is copied: the kernels read the
 caller's arrays where they are and write outputs allocated in the caller's framework (or the
 ``out`` arrays given, or the inputs themselves with ``in_place=True``). Kernels run with the
-GIL released. Bad input raises :class:`helix.Error` with the C++ message.
+GIL released; PyTorch CUDA tensors (with a build that has helix's CUDA kernels:
+``helix._helix.has_cuda()``) on the caller's current stream. Bad input raises :class:`helix.Error` with the C++ message.
 
 Shapes are PyTorch's: ``(b, h, n, d)`` with ``d`` contiguous. Read-only arrays (JAX) are
 inputs only; their outputs are NumPy arrays.
@@ -64,6 +65,16 @@ def _empty(like, shape, dtype=None):
 
     writable = isinstance(like, np.ndarray)
     return np.empty(shape, dtype=dtype or (like.dtype if writable else np.asarray(like).dtype))
+
+
+def _stream(x) -> int:
+    """The caller's current CUDA stream for a PyTorch CUDA tensor; 0 otherwise (for other
+    frameworks' device arrays: the context's default stream)."""
+    if _is_torch(x) and x.is_cuda:
+        import torch
+
+        return torch.cuda.current_stream(x.device).cuda_stream
+    return 0
 
 
 def _array(x):
@@ -178,7 +189,7 @@ def rotate_half(x, *, pairing: Union[str, Pairing] = "half_split", out=None, in_
         out = x
     elif out is None:
         out = _empty(x, tuple(x.shape))
-    _helix.rotate_half_into(_array(x), _array(out), _choice(pairing, _PAIRINGS, "pairing"))
+    _helix.rotate_half_into(_array(x), _array(out), _choice(pairing, _PAIRINGS, "pairing"), _stream(x))
     return out
 
 
@@ -234,5 +245,6 @@ def apply_rotary_pos_emb(
         rotary_dim,
         _choice(stores, _STORES, "stores"),
         conjugate,
+        _stream(q),
     )
     return q_out, k_out

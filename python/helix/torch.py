@@ -8,7 +8,8 @@ rotation: for q' = s R(a) q, dq = s R(-a) dq'). Gradients flow to q and k, not t
 (cos, sin, freqs, scale: models keep them as buffers). Nothing is copied: the kernels read
 the tensors where they are (any strides with a contiguous last dimension) and write fresh
 outputs (the functional operators) or the inputs themselves (``apply_rotary_`` and
-``inplace=True``). CPU tensors; the package is built with helix's CPU library.
+``inplace=True``). CPU tensors, and CUDA tensors on the current stream where the package
+has helix's CUDA kernels (``helix._helix.has_cuda()``: builds linked with helix_cuda).
 
 Drop-ins, exact in semantics (float32 math, one rounding to the storage type):
 
@@ -71,7 +72,8 @@ def _run(q, k, q_out, k_out, form, first, second, scale_table, scale_value, pos_
     helix._helix.apply_rotary_raw(
         rq, rk, rq if q_out is q else _raw(q_out), rk if k_out is k else _raw(k_out), form, _raw(first),
         _raw(second), _raw(scale_table), scale_value, pos_kind, pos_start, _raw(pos_tensor), _raw(pos_offsets),
-        k_pos_kind, k_pos_start, _raw(k_pos_tensor), _raw(k_pos_offsets), _PAIRINGS[pairing], rotary_dim, conjugate)
+        k_pos_kind, k_pos_start, _raw(k_pos_tensor), _raw(k_pos_offsets), _PAIRINGS[pairing], rotary_dim, conjugate,
+        torch.cuda.current_stream(q.device).cuda_stream if q.is_cuda else 0)
 
 
 # Everything after q and k, in _run's order (one schema text for both operators).

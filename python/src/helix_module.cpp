@@ -5,6 +5,11 @@
 // call's arguments (nanobind keeps them referenced until it returns), those of a table or
 // positions object by that object (keep_alive).
 #include <helix/helix.h>
+#ifdef HELIX_PYTHON_CUDA
+#include <helix/cuda.h>
+
+#include <dlfcn.h>
+#endif
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -107,6 +112,34 @@ helix::RotaryTable table_of(const std::string &form, const helix::Tensor &first,
     if (form == "cos_sin_cache") return helix::RotaryTable::cos_sin_cache(first, scale);
     if (form == "inv_freq") return helix::RotaryTable::inv_freq(first, scale);
     throw helix::Error("helix: table: expected angles, cos_sin, cos_sin_cache or inv_freq, given " + form);
+}
+
+// Runs f in the caller's CUDA context and on `stream` when a tensor of the call is on a
+// CUDA device (the context current on this thread, as PyTorch makes it; stream 0: the
+// context's default), else as is.
+template <typename F>
+void on_callers_stream(bool cuda, uintptr_t stream, F &&f) {
+#ifdef HELIX_PYTHON_CUDA
+    if (cuda) {
+        using GetCurrent = int (*)(void **);
+        static const GetCurrent get_current = [] {
+            void *lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_GLOBAL);
+            return lib ? reinterpret_cast<GetCurrent>(dlsym(lib, "cuCtxGetCurrent")) : nullptr;
+        }();
+        void *context = nullptr;
+        if (!get_current || get_current(&context) != 0 || !context) {
+            throw helix::Error("helix: CUDA tensors: expected a current CUDA context on this thread (PyTorch makes one "
+                               "when it uses the device), given none");
+        }
+        helix::cuda::ScopedContext scoped(context, reinterpret_cast<void *>(stream));
+        f();
+        return;
+    }
+#else
+    (void)stream;
+    if (cuda) throw helix::Error("helix: CUDA tensors: this build of the package has no CUDA kernels (build it with helix_cuda)");
+#endif
+    f();
 }
 
 // A scale argument: None (1), a number, or an array.
@@ -263,19 +296,19 @@ NB_MODULE(_helix, m) {
 
     m.def(
         "rotate_half_into",
-        [](const InArray &x, const OutArray &out, helix::Pairing pairing) {
+        [](const InArray &x, const OutArray &out, helix::Pairing pairing, uintptr_t cuda_stream) {
             const helix::Tensor xt = tensor_of("x", x), ot = tensor_of("out", out);
             nb::gil_scoped_release release;
-            helix::rotate_half(xt, ot, pairing);
+            on_callers_stream(xt.device() == helix::Device::CUDA, cuda_stream, [&] { helix::rotate_half(xt, ot, pairing); });
         },
-        "x"_a, "out"_a, "pairing"_a = helix::Pairing::HalfSplit);
+        "x"_a, "out"_a, "pairing"_a = helix::Pairing::HalfSplit, "cuda_stream"_a = 0);
 
     m.def(
         "apply_rotary_into",
         [](const InArray &q, const std::optional<InArray> &k, const helix::RotaryTable &table, const OutArray &q_out,
            const std::optional<OutArray> &k_out, const helix::Positions &positions,
            const std::optional<helix::Positions> &k_positions, helix::Pairing pairing, int64_t rotary_dim,
-           helix::Stores stores, bool conjugate) {
+           helix::Stores stores, bool conjugate, uintptr_t cuda_stream) {
             const helix::Tensor qt = tensor_of("q", q), kt = optional_tensor("k", k), qo = tensor_of("q_out", q_out),
                                 ko = optional_tensor("k_out", k_out);
             helix::RotaryOptions options;
@@ -286,10 +319,11 @@ NB_MODULE(_helix, m) {
             options.k_positions = k_positions;
             options.conjugate = conjugate;
             nb::gil_scoped_release release;
-            helix::apply_rotary_pos_emb(qt, kt, table, qo, ko, options);
+            on_callers_stream(qt.device() == helix::Device::CUDA, cuda_stream,
+                              [&] { helix::apply_rotary_pos_emb(qt, kt, table, qo, ko, options); });
         },
         "q"_a, "k"_a.none(), "table"_a, "q_out"_a, "k_out"_a.none(), "positions"_a, "k_positions"_a.none(),
-        "pairing"_a, "rotary_dim"_a, "stores"_a, "conjugate"_a);
+        "pairing"_a, "rotary_dim"_a, "stores"_a, "conjugate"_a, "cuda_stream"_a = 0);
 
     m.def(
         "apply_rotary_raw",
@@ -299,7 +333,7 @@ NB_MODULE(_helix, m) {
            const std::string &pos_kind, int64_t pos_start, const std::optional<RawTensor> &pos_tensor,
            const std::optional<RawTensor> &pos_offsets, const std::string &k_pos_kind, int64_t k_pos_start,
            const std::optional<RawTensor> &k_pos_tensor, const std::optional<RawTensor> &k_pos_offsets,
-           helix::Pairing pairing, int64_t rotary_dim, bool conjugate) {
+           helix::Pairing pairing, int64_t rotary_dim, bool conjugate, uintptr_t cuda_stream) {
             const helix::Tensor qt = tensor_of("q", q), kt = tensor_of("k", k), qo = tensor_of("q_out", q_out),
                                 ko = tensor_of("k_out", k_out);
             const helix::Tensor st = tensor_of("scale", scale_table);
@@ -317,13 +351,22 @@ NB_MODULE(_helix, m) {
                                                    tensor_of("k_offsets", k_pos_offsets));
             }
             nb::gil_scoped_release release;
-            helix::apply_rotary_pos_emb(qt, kt, table, qo, ko, options);
+            on_callers_stream(qt.device() == helix::Device::CUDA, cuda_stream,
+                              [&] { helix::apply_rotary_pos_emb(qt, kt, table, qo, ko, options); });
         },
         "q"_a.none(), "k"_a.none(), "q_out"_a.none(), "k_out"_a.none(), "form"_a, "first"_a.none(), "second"_a.none(),
         "scale_table"_a.none(), "scale_value"_a, "pos_kind"_a, "pos_start"_a, "pos_tensor"_a.none(),
         "pos_offsets"_a.none(), "k_pos_kind"_a, "k_pos_start"_a, "k_pos_tensor"_a.none(), "k_pos_offsets"_a.none(),
-        "pairing"_a, "rotary_dim"_a, "conjugate"_a,
-        "apply_rotary_pos_emb over raw tensor descriptors (helix.torch's path: no DLPack export).");
+        "pairing"_a, "rotary_dim"_a, "conjugate"_a, "cuda_stream"_a = 0,
+        "apply_rotary_pos_emb over raw tensor descriptors (helix.torch's path: no DLPack export), on cuda_stream "
+        "(a CUstream) in the thread's current context when the tensors are on a CUDA device.");
+    m.def("has_cuda", [] {
+#ifdef HELIX_PYTHON_CUDA
+        return true;
+#else
+        return false;
+#endif
+    }, "Whether this build of the package has the CUDA kernels.");
 
     m.def("kernel_element_types", [] {
         std::vector<std::string> names;
