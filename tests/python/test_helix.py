@@ -226,6 +226,17 @@ def test_outputs_are_the_callers_arrays():
     np.testing.assert_array_equal(q, expected)
 
 
+def test_jax_arrays_are_read_where_they_are():
+    jnp = pytest.importorskip("jax.numpy")
+    freqs = ref_freqs(6, 8)
+    q, k = rand(1, 2, 6, 8), rand(1, 1, 6, 8)
+    q2, k2 = helix.apply_rotary_pos_emb(jnp.asarray(q), jnp.asarray(k), jnp.asarray(freqs))
+    assert isinstance(q2, np.ndarray)  # JAX arrays are immutable: outputs are NumPy's
+    close(q2, ref_rotate(q, freqs), q)
+    close(k2, ref_rotate(k, freqs), k)
+    np.testing.assert_array_equal(helix.rotate_half(jnp.asarray(q)), ref_rotate_half(q).astype(np.float32))
+
+
 def test_strided_inputs_are_read_in_place():
     freqs = ref_freqs(4, 8)
     big = rand(1, 3, 4, 8)
