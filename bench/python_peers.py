@@ -2,9 +2,10 @@
 """helix from Python against the PyTorch functions models call, on the bench shapes.
 
 - The binding's cost: one decode step (q (1, 32, 1, 128), k (1, 8, 1, 128), position ids, the
-  cos/sin table, in place) through torch.ops.helix (helix.torch), through the extension
-  directly (helix.apply_rotary_pos_emb on the same tensors), and, from helix_bench's JSON of
-  the same run when given, the C++ call.
+  cos/sin table, in place) through helix.torch (eager: straight to the extension), through
+  torch.ops.helix (the dispatcher: what autograd and torch.compile run), through the
+  DLPack path (helix.apply_rotary_pos_emb on the same tensors), and, from helix_bench's JSON
+  of the same run when given, the C++ call.
 - helix.torch's HF drop-in (out of place, as HF returns fresh tensors) against HF
   transformers' eager apply_rotary_pos_emb, torch.compile of it, and rotary-embedding-torch's
   rotate_queries_or_keys (its own layout: interleaved, freqs from inv_freq), on the decode step
@@ -70,6 +71,10 @@ def rows_for(shape, q_shape, k_shape, dtype, reps, inner, decode):
         pos = helix.Positions.ids(ids)
         out["helix_torch_in_place"] = lambda: ht.apply_rotary(q, k, cos=table_cos, sin=table_sin, positions=ids,
                                                               inplace=True)
+        # The dispatcher's path (what autograd and torch.compile run), called directly.
+        op_args = ("cos_sin", table_cos, table_sin, None, 1.0, "ids", 0, ids, None, "same", 0, None, None, "half_split",
+                   0, False, False)
+        out["helix_torch_ops_in_place"] = lambda: torch.ops.helix.apply_rotary_(q, k, *op_args)
         out["helix_extension_in_place"] = lambda: helix.apply_rotary_pos_emb(q, k, table=table, positions=pos,
                                                                             in_place=True)
     return {f"{shape}/{name}/{str(dtype)[6:]}": timed(fn, reps, inner) for name, fn in out.items()}
@@ -117,8 +122,9 @@ def main():
     for dtype in ("float32", "bfloat16"):
         dec = {k.split("/")[1]: v * 1e6 for k, v in times.items() if k.startswith("decode_step_b1/") and k.endswith(dtype)}
         lines.append(f"- {dtype} decode step, us: " + ", ".join(f"{k} {v:.1f}" for k, v in dec.items()) +
-                     (f"; C++ call (helix_bench) {cpp:.2f}, so torch.ops adds {dec['helix_torch_in_place'] - cpp:.1f} "
-                      f"and the extension {dec['helix_extension_in_place'] - cpp:.1f}" if cpp and dtype == "float32" else ""))
+                     (f"; C++ call (helix_bench) {cpp:.2f}, so helix.torch adds {dec['helix_torch_in_place'] - cpp:.1f} "
+                      f"(through torch.ops {dec['helix_torch_ops_in_place'] - cpp:.1f}) and the DLPack path "
+                      f"{dec['helix_extension_in_place'] - cpp:.1f}" if cpp and dtype == "float32" else ""))
     lines += ["", "| shape | dtype | helix.torch (HF drop-in) ms | HF eager ms | HF compile ms | rotary-embedding-torch ms |"
               " helix vs eager | vs compile |", "|---|---|---|---|---|---|---|---|"]
     shapes = sorted({k.split("/")[0] for k in times})

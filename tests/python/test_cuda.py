@@ -42,3 +42,9 @@ def test_autograd_on_the_device():
 def test_rotate_half_on_the_device():
     x = torch.randn(4, 32)
     torch.testing.assert_close(helix.rotate_half(x.cuda()).cpu(), helix.rotate_half(x))
+
+
+def test_a_device_mix_is_an_error():
+    f = torch.outer(torch.arange(4).float(), torch.ones(4))
+    with pytest.raises(helix.Error, match=r"helix::apply_rotary_pos_emb: freqs: expected device cuda \(the device of q\)"):
+        ht.apply_rotary(torch.randn(1, 1, 4, 8, device="cuda"), None, freqs=torch.cat([f, f], -1))
