@@ -19,6 +19,15 @@
 extern "C" {
 #endif
 
+/* The enumerations below are ints: C callers may pass any value, which helix checks. (In
+ * C++ they get int as their fixed underlying type, so that reading an unlisted value is
+ * defined behaviour.) */
+#ifdef __cplusplus
+#define HELIX_ENUM(tag) enum tag : int
+#else
+#define HELIX_ENUM(tag) enum tag
+#endif
+
 typedef enum {
     HELIX_OK = 0,
     HELIX_ERROR_INVALID_ARGUMENT = 1, /* a check of SPEC section 3 failed */
@@ -34,12 +43,12 @@ const char *helix_last_error(void);
 /* helix's version, "major.minor.patch". */
 const char *helix_version(void);
 
-typedef enum { HELIX_PAIRING_HALF_SPLIT = 0, HELIX_PAIRING_INTERLEAVED = 1 } helix_pairing;
-typedef enum { HELIX_ANGLES_FP32 = 0, HELIX_ANGLES_ACCURATE = 1 } helix_angle_mode;
+typedef HELIX_ENUM(helix_pairing_e) { HELIX_PAIRING_HALF_SPLIT = 0, HELIX_PAIRING_INTERLEAVED = 1 } helix_pairing;
+typedef HELIX_ENUM(helix_angle_mode_e) { HELIX_ANGLES_FP32 = 0, HELIX_ANGLES_ACCURATE = 1 } helix_angle_mode;
 
 /* HF transformers' rope_scaling (helix::RopeScaling). Initialise with
  * helix_rope_scaling_init, then set the fields of the type. */
-typedef enum {
+typedef HELIX_ENUM(helix_scaling_type_e) {
     HELIX_SCALING_NONE = 0,
     HELIX_SCALING_LINEAR = 1,
     HELIX_SCALING_DYNAMIC = 2,
@@ -83,7 +92,7 @@ helix_status helix_embeddings_inv_freq(const helix_embeddings *embeddings, int64
 double helix_embeddings_attention_factor(const helix_embeddings *embeddings);
 
 /* The rotation (helix::RotaryTable). */
-typedef enum {
+typedef HELIX_ENUM(helix_table_form_e) {
     HELIX_TABLE_ANGLES = 0,        /* first: freqs (N, rotary_dim) */
     HELIX_TABLE_COS_SIN = 1,       /* first: cos, second: sin, (N, rotary_dim / 2) each */
     HELIX_TABLE_COS_SIN_CACHE = 2, /* first: (max_position, rotary_dim), cos then sin */
@@ -106,7 +115,7 @@ typedef struct {
 void helix_rotary_table_init(helix_rotary_table *table, helix_table_form form);
 
 /* Where the rows of q or k sit (helix::Positions). */
-typedef enum {
+typedef HELIX_ENUM(helix_positions_kind_e) {
     HELIX_POSITIONS_ALIGNED = 0, /* Zeta's: q on the table's last rows, k from row 0 */
     HELIX_POSITIONS_START = 1,   /* row i at start + i */
     HELIX_POSITIONS_OFFSETS = 2, /* tensor: offsets (b,) */
