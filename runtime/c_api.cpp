@@ -5,6 +5,7 @@
 #include "helix/helix.h"
 
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <optional>
 #include <string>
@@ -74,13 +75,17 @@ helix::Tensor tensor_of(const char *name, const DLTensor *t) {
     const std::vector<int64_t> strides = t->strides ? std::vector<int64_t>(t->strides, t->strides + t->ndim)
                                                     : std::vector<int64_t>();
     const helix::DType dtype = dtype_of(name, t->dtype);
-    switch (t->device.device_type) {
-    case kDLCPU: return helix::Tensor::wrap(static_cast<char *>(t->data) + t->byte_offset, shape, strides, dtype);
-    case kDLCUDA:
+    // The device type as the int a C caller stored: any value (reading it as the enum would
+    // be undefined behaviour for values DLPack does not list).
+    static_assert(sizeof(t->device.device_type) == sizeof(int32_t));
+    int32_t device_type;
+    std::memcpy(&device_type, &t->device.device_type, sizeof device_type);
+    if (device_type == kDLCPU) return helix::Tensor::wrap(static_cast<char *>(t->data) + t->byte_offset, shape, strides, dtype);
+    if (device_type == kDLCUDA) {
         return helix::Tensor::wrap_device(helix::Device::CUDA, reinterpret_cast<uint64_t>(t->data) + t->byte_offset,
                                           shape, strides, dtype);
-    default: reject(name, "expected a kDLCPU or kDLCUDA tensor, given device type " + std::to_string(t->device.device_type));
     }
+    reject(name, "expected a kDLCPU or kDLCUDA tensor, given device type " + std::to_string(device_type));
 }
 
 helix::Pairing pairing_of(helix_pairing p) {

@@ -168,6 +168,11 @@ int main(void) {
         t.dtype.bits = 32;
         CHECK(helix_rotate_half(&t, &ok, HELIX_PAIRING_HALF_SPLIT) == HELIX_ERROR_INVALID_ARGUMENT);
         CHECK(starts_with(helix_last_error(), "helix: x: expected a kDLCPU or kDLCUDA tensor"));
+        /* A device type DLPack does not list (the fuzzer's finding: read as the enum, it was
+         * undefined behaviour in helix's C++). */
+        t.device.device_type = (DLDeviceType)0x7fff4647;
+        CHECK(helix_rotate_half(&t, &ok, HELIX_PAIRING_HALF_SPLIT) == HELIX_ERROR_INVALID_ARGUMENT);
+        CHECK(starts_with(helix_last_error(), "helix: x: expected a kDLCPU or kDLCUDA tensor, given device type 2147436103"));
     }
 
     /* A scaled embedding (llama3) through the no-table form carries its frequencies. */

@@ -1,4 +1,4 @@
-// libFuzzer target over helix's public API (built in the AddressSanitizer +
+// libFuzzer target over helix's public API and its C ABI (built in the AddressSanitizer +
 // UndefinedBehaviorSanitizer build with clang, cmake/HelixSanitizers.cmake). The fuzz bytes
 // choose the operation, every number (dim, theta, scale_base, seq_len, start, scale), and
 // each tensor's rank, extents, strides (negative, zero, overlapping), offset into its
@@ -7,6 +7,7 @@
 // output's own elements (every tensor lives in a buffer of its own, filled with a pattern
 // that is compared after the call).
 #include "helix/helix.h"
+#include "helix/helix_c.h"
 #include "kernels.h"
 
 #include <fuzzer/FuzzedDataProvider.h>
@@ -150,9 +151,40 @@ Tensor pick(FuzzedDataProvider &in, const Fuzzed &own, const std::vector<Fuzzed 
 
 }  // namespace
 
+// The DLTensor of a fuzzed tensor (NULL for an undefined one, or by choice): its own memory,
+// shape, strides and element size, with a type code, lanes and device the bytes may change
+// to any value (a descriptor may lie about the type, not about the memory it covers: that is
+// the caller's contract).
+struct Described {
+    DLTensor tensor{};
+    std::vector<int64_t> shape, strides;
+    const DLTensor *get() const { return tensor.data || tensor.ndim ? &tensor : nullptr; }
+};
+
+void describe(FuzzedDataProvider &in, const Fuzzed &f, Described &d) {
+    if (!f.tensor.defined() || f.tensor.device() != helix::Device::CPU || in.ConsumeIntegralInRange(0, 15) == 0) return;
+    d.shape = f.tensor.shape();
+    d.strides = f.tensor.strides();
+    d.tensor.data = f.tensor.data();
+    d.tensor.ndim = f.tensor.rank();
+    d.tensor.shape = d.shape.data();
+    d.tensor.strides = in.ConsumeBool() || f.tensor.is_contiguous() ? d.strides.data() : nullptr;
+    if (!d.tensor.strides && !f.tensor.is_contiguous()) d.tensor.strides = d.strides.data();
+    // Any int, stored as a C caller stores it (no conversion to the enum type here).
+    const int32_t device_type = in.ConsumeIntegralInRange(0, 7) == 0 ? in.ConsumeIntegral<int32_t>() : int32_t(kDLCPU);
+    std::memcpy(&d.tensor.device.device_type, &device_type, sizeof device_type);
+    const uint8_t bits = static_cast<uint8_t>(f.tensor.element_size() * 8);
+    d.tensor.dtype.code = in.ConsumeIntegralInRange(0, 7) == 0 ? in.ConsumeIntegral<uint8_t>()
+                          : f.tensor.dtype() == DType::BFloat16                         ? kDLBfloat
+                          : f.tensor.dtype() == DType::Int32 || f.tensor.dtype() == DType::Int64 ? kDLInt
+                                                                                                 : kDLFloat;
+    d.tensor.dtype.bits = bits;
+    d.tensor.dtype.lanes = in.ConsumeIntegralInRange(0, 15) == 0 ? in.ConsumeIntegral<uint16_t>() : 1;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FuzzedDataProvider in(data, size);
-    const int op = in.ConsumeIntegralInRange(0, 3);
+    const int op = in.ConsumeIntegralInRange(0, 4);
     const bool baseline = in.ConsumeBool();
     const helix::detail::Kernels &kernels = baseline ? helix::detail::kernels_baseline() : helix::detail::kernels_tuned();
     try {
@@ -254,6 +286,62 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             } catch (const helix::Error &) {
             }
             check_untouched({&q, &k, &freqs, &scale_tensor, &q_out, &k_out, &sin, &positions, &extra});
+        } else if (op == 4) {  // the C ABI: descriptors, enumerations and NULLs from the bytes
+            Fuzzed q = make_tensor(in, false), k = make_tensor(in, false), first = make_tensor(in, false);
+            Fuzzed second = make_tensor(in, false), positions = make_tensor(in, false);
+            Fuzzed q_out = make_tensor(in, true), k_out = make_tensor(in, true);
+            Described dq, dk, dfirst, dsecond, dpositions, dq_out, dk_out;
+            for (auto [f, d] : {std::pair{&q, &dq}, {&k, &dk}, {&first, &dfirst}, {&second, &dsecond},
+                                {&positions, &dpositions}, {&q_out, &dq_out}, {&k_out, &dk_out}}) {
+                describe(in, *f, *d);
+            }
+            helix_rotary_table table;
+            helix_rotary_table_init(&table, static_cast<helix_table_form>(in.ConsumeIntegralInRange(-1, 5)));
+            table.first = dfirst.get();
+            table.second = dsecond.get();
+            table.scale_value = in.ConsumeBool() ? 1.0 : in.ConsumeFloatingPoint<double>();
+            table.attention_factor = in.ConsumeBool() ? 1.0 : in.ConsumeFloatingPoint<double>();
+            table.angles = static_cast<helix_angle_mode>(in.ConsumeIntegralInRange(-1, 2));
+            helix_embeddings *emb = nullptr;
+            if (in.ConsumeBool()) {
+                helix_rope_scaling scaling;
+                helix_rope_scaling_init(&scaling);
+                scaling.type = static_cast<helix_scaling_type>(in.ConsumeIntegralInRange(-1, 6));
+                scaling.factor = in.ConsumeFloatingPoint<double>();
+                scaling.original_max_position_embeddings = in.ConsumeIntegralInRange<int64_t>(-2, 1 << 20);
+                helix_embeddings_create(in.ConsumeIntegralInRange<int64_t>(-2, 300), in.ConsumeFloatingPoint<double>(),
+                                        in.ConsumeBool(), in.ConsumeBool() ? 10000.0 : in.ConsumeFloatingPoint<double>(),
+                                        static_cast<helix_pairing>(in.ConsumeIntegralInRange(-1, 2)),
+                                        in.ConsumeBool() ? &scaling : nullptr,
+                                        static_cast<helix_angle_mode>(in.ConsumeIntegralInRange(-1, 2)), &emb);
+            }
+            table.embedding = emb;
+            table.seq_len = in.ConsumeIntegralInRange<int64_t>(-2, 5000);
+            helix_rotary_options options;
+            helix_rotary_options_init(&options);
+            options.pairing = static_cast<helix_pairing>(in.ConsumeIntegralInRange(-1, 2));
+            options.rotary_dim = in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(-4, 48);
+            options.conjugate = in.ConsumeBool();
+            options.positions.kind = static_cast<helix_positions_kind>(in.ConsumeIntegralInRange(-1, 5));
+            options.positions.start = in.ConsumeIntegralInRange<int64_t>(-2, 60);
+            options.positions.tensor = dpositions.get();
+            const bool in_place = in.ConsumeBool();
+            if (in_place) q.output = k.output = true;  // their own elements may then be written
+            const helix_status status = in.ConsumeIntegralInRange(0, 3) == 0
+                ? helix_rotate_half(dq.get(), in_place ? dq.get() : dq_out.get(), options.pairing)
+                : helix_apply_rotary_pos_emb(dq.get(), dk.get(), in.ConsumeIntegralInRange(0, 15) ? &table : nullptr,
+                                             in_place ? dq.get() : dq_out.get(), in_place ? dk.get() : dk_out.get(),
+                                             in.ConsumeBool() ? &options : nullptr);
+            if (status != HELIX_OK && status != HELIX_ERROR_INVALID_ARGUMENT && status != HELIX_ERROR_RUNTIME) {
+                std::fprintf(stderr, "C ABI status %d: %s\n", status, helix_last_error());
+                std::abort();
+            }
+            if ((status == HELIX_OK) != (helix_last_error()[0] == '\0')) {
+                std::fprintf(stderr, "C ABI status %d with message '%s'\n", status, helix_last_error());
+                std::abort();
+            }
+            helix_embeddings_destroy(emb);
+            check_untouched({&q, &k, &first, &second, &positions, &q_out, &k_out});
         } else {  // tensor views and copies
             Fuzzed a = make_tensor(in, false), b = make_tensor(in, true);
             try {
