@@ -235,17 +235,21 @@ def rotate_half(x: torch.Tensor, pairing: str = "half_split") -> torch.Tensor:
 def _rows_table(c: torch.Tensor, s: torch.Tensor, half: bool):
     """HF's per-sequence (b, seq, width) cos and sin as one float32 table of b * seq rows
     (half: the first half of each row, HF's halves being equal) and the positions that pick
-    sequence b's rows: offsets b * seq (or row i for all when the batch broadcasts)."""
-    if c.dim() == 2:
-        c, s = c.unsqueeze(0), s.unsqueeze(0)
-    b, seq, width = c.shape
-    c, s = c.reshape(b * seq, width), s.reshape(b * seq, width)
+    sequence b's rows: offsets b * seq (or row i for all when the batch is 1 or broadcasts).
+    Views where it can (a decode step pays for every tensor operation here)."""
+    width = c.shape[-1]
+    positions = 0
+    if c.dim() == 3 and c.shape[0] > 1:
+        b, seq = c.shape[0], c.shape[1]
+        c, s = c.reshape(b * seq, width), s.reshape(b * seq, width)
+        positions = ("offsets", torch.arange(0, b * seq, seq, dtype=torch.int64))
+    elif c.dim() == 3:
+        c, s = c[0], s[0]
     if half:
         c, s = c[:, : width // 2], s[:, : width // 2]
-    c, s = c.float(), s.float()  # helix's tables are float32 (HF's bfloat16 cos is exact in it)
-    if b == 1:
-        return c, s, 0
-    return c, s, ("offsets", torch.arange(0, b * seq, seq, dtype=torch.int64))
+    if c.dtype != torch.float32:  # helix's tables are float32 (HF's bfloat16 cos is exact in it)
+        c, s = c.float(), s.float()
+    return c, s, positions
 
 
 def apply_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
