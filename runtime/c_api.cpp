@@ -3,9 +3,9 @@
 #include "helix/helix_c.h"
 
 #include "helix/helix.h"
+#include "dlpack.h"
 
 #include <cmath>
-#include <cstring>
 #include <new>
 #include <optional>
 #include <string>
@@ -54,39 +54,7 @@ const T &required(const char *name, const T *p) {
     return *p;
 }
 
-helix::DType dtype_of(const char *name, DLDataType t) {
-    if (t.lanes == 1) {
-        if (t.code == kDLFloat && t.bits == 32) return helix::DType::Float32;
-        if (t.code == kDLFloat && t.bits == 16) return helix::DType::Float16;
-        if (t.code == kDLBfloat && t.bits == 16) return helix::DType::BFloat16;
-        if (t.code == kDLInt && t.bits == 32) return helix::DType::Int32;
-        if (t.code == kDLInt && t.bits == 64) return helix::DType::Int64;
-    }
-    reject(name, "expected dtype float32, float16, bfloat16, int32 or int64, given DLPack code " + std::to_string(t.code) +
-                     " bits " + std::to_string(t.bits) + " lanes " + std::to_string(t.lanes));
-}
-
-// The helix view of a DLTensor (undefined for NULL).
-helix::Tensor tensor_of(const char *name, const DLTensor *t) {
-    if (!t) return {};
-    if (t->ndim < 0) reject(name, "expected ndim >= 0, given " + std::to_string(t->ndim));
-    if (t->ndim > 0 && !t->shape) reject(name, "expected a shape, given NULL");
-    const std::vector<int64_t> shape(t->shape, t->shape + t->ndim);
-    const std::vector<int64_t> strides = t->strides ? std::vector<int64_t>(t->strides, t->strides + t->ndim)
-                                                    : std::vector<int64_t>();
-    const helix::DType dtype = dtype_of(name, t->dtype);
-    // The device type as the int a C caller stored: any value (reading it as the enum would
-    // be undefined behaviour for values DLPack does not list).
-    static_assert(sizeof(t->device.device_type) == sizeof(int32_t));
-    int32_t device_type;
-    std::memcpy(&device_type, &t->device.device_type, sizeof device_type);
-    if (device_type == kDLCPU) return helix::Tensor::wrap(static_cast<char *>(t->data) + t->byte_offset, shape, strides, dtype);
-    if (device_type == kDLCUDA) {
-        return helix::Tensor::wrap_device(helix::Device::CUDA, reinterpret_cast<uint64_t>(t->data) + t->byte_offset,
-                                          shape, strides, dtype);
-    }
-    reject(name, "expected a kDLCPU or kDLCUDA tensor, given device type " + std::to_string(device_type));
-}
+using helix::detail::from_dlpack;
 
 helix::Pairing pairing_of(helix_pairing p) {
     if (p == HELIX_PAIRING_HALF_SPLIT) return helix::Pairing::HalfSplit;
@@ -135,24 +103,24 @@ helix::Positions positions_of(const char *name, const helix_positions &p) {
     switch (p.kind) {
     case HELIX_POSITIONS_ALIGNED: return {};
     case HELIX_POSITIONS_START: return helix::Positions::start(p.start);
-    case HELIX_POSITIONS_OFFSETS: return helix::Positions::offsets(tensor_of(name, p.tensor));
-    case HELIX_POSITIONS_IDS: return helix::Positions::ids(tensor_of(name, p.tensor));
-    case HELIX_POSITIONS_VARLEN: return helix::Positions::varlen(tensor_of(name, p.tensor), tensor_of("offsets", p.offsets));
+    case HELIX_POSITIONS_OFFSETS: return helix::Positions::offsets(from_dlpack(name, p.tensor));
+    case HELIX_POSITIONS_IDS: return helix::Positions::ids(from_dlpack(name, p.tensor));
+    case HELIX_POSITIONS_VARLEN: return helix::Positions::varlen(from_dlpack(name, p.tensor), from_dlpack("offsets", p.offsets));
     }
     reject(name, "expected a helix_positions_kind, given " + std::to_string(p.kind));
 }
 
 helix::RotaryTable table_of(const helix_rotary_table &t) {
-    const helix::Scale scale = t.scale ? helix::Scale(tensor_of("scale", t.scale)) : helix::Scale(t.scale_value);
+    const helix::Scale scale = t.scale ? helix::Scale(from_dlpack("scale", t.scale)) : helix::Scale(t.scale_value);
     const auto make = [&]() -> helix::RotaryTable {
         switch (t.form) {
-        case HELIX_TABLE_ANGLES: return helix::RotaryTable::angles(tensor_of("freqs", t.first), scale);
+        case HELIX_TABLE_ANGLES: return helix::RotaryTable::angles(from_dlpack("freqs", t.first), scale);
         case HELIX_TABLE_COS_SIN:
-            return helix::RotaryTable::cos_sin(tensor_of("cos", t.first), tensor_of("sin", t.second), scale);
+            return helix::RotaryTable::cos_sin(from_dlpack("cos", t.first), from_dlpack("sin", t.second), scale);
         case HELIX_TABLE_COS_SIN_CACHE:
-            return helix::RotaryTable::cos_sin_cache(tensor_of("cos_sin_cache", t.first), scale);
+            return helix::RotaryTable::cos_sin_cache(from_dlpack("cos_sin_cache", t.first), scale);
         case HELIX_TABLE_INV_FREQ:
-            return helix::RotaryTable::inv_freq(tensor_of("inv_freq", t.first), scale, angles_of(t.angles));
+            return helix::RotaryTable::inv_freq(from_dlpack("inv_freq", t.first), scale, angles_of(t.angles));
         case HELIX_TABLE_EMBEDDING:
             return helix::RotaryTable::inv_freq(required("embedding", t.embedding).embeddings, t.seq_len, scale);
         }
@@ -200,7 +168,7 @@ void helix_embeddings_destroy(helix_embeddings *embeddings) { delete embeddings;
 helix_status helix_embeddings_forward(const helix_embeddings *e, int64_t seq_len, const DLTensor *freqs,
                                       const DLTensor *scale) {
     return guarded([&] {
-        const helix::Tensor f = tensor_of("freqs", freqs), s = tensor_of("scale", scale);
+        const helix::Tensor f = from_dlpack("freqs", freqs), s = from_dlpack("scale", scale);
         required("embeddings", e).embeddings.forward(seq_len, f, s);
     });
 }
@@ -208,7 +176,7 @@ helix_status helix_embeddings_forward(const helix_embeddings *e, int64_t seq_len
 helix_status helix_embeddings_window(const helix_embeddings *e, int64_t seq_len, int64_t start, const DLTensor *freqs,
                                      const DLTensor *scale) {
     return guarded([&] {
-        const helix::Tensor f = tensor_of("freqs", freqs), s = tensor_of("scale", scale);
+        const helix::Tensor f = from_dlpack("freqs", freqs), s = from_dlpack("scale", scale);
         required("embeddings", e).embeddings.window(seq_len, start, f, s);
     });
 }
@@ -216,7 +184,7 @@ helix_status helix_embeddings_window(const helix_embeddings *e, int64_t seq_len,
 helix_status helix_embeddings_inv_freq(const helix_embeddings *e, int64_t seq_len, const DLTensor *inv_freq) {
     return guarded([&] {
         const helix::Tensor values = required("embeddings", e).embeddings.inv_freq(seq_len);
-        const helix::Tensor out = tensor_of("inv_freq", inv_freq);
+        const helix::Tensor out = from_dlpack("inv_freq", inv_freq);
         if (!out.defined()) reject("inv_freq", "expected a tensor, given NULL");
         if (out.shape() != values.shape() || out.dtype() != helix::DType::Float32 || out.device() != helix::Device::CPU) {
             reject("inv_freq", "expected a float32 CPU tensor of shape " + values.shape_string() + ", given " +
@@ -248,7 +216,7 @@ void helix_rotary_options_init(helix_rotary_options *options) {
 helix_status helix_rotate_half(const DLTensor *x, const DLTensor *out, helix_pairing pairing) {
     return guarded([&] {
         // Converted in argument order, so the first bad argument is the one reported.
-        const helix::Tensor xt = tensor_of("x", x), ot = tensor_of("out", out);
+        const helix::Tensor xt = from_dlpack("x", x), ot = from_dlpack("out", out);
         helix::rotate_half(xt, ot, pairing_of(pairing));
     });
 }
@@ -257,9 +225,9 @@ helix_status helix_apply_rotary_pos_emb(const DLTensor *q, const DLTensor *k, co
                                         const DLTensor *q_out, const DLTensor *k_out,
                                         const helix_rotary_options *options) {
     return guarded([&] {
-        const helix::Tensor qt = tensor_of("q", q), kt = tensor_of("k", k);
+        const helix::Tensor qt = from_dlpack("q", q), kt = from_dlpack("k", k);
         const helix::RotaryTable rotation = table_of(required("table", table));
-        const helix::Tensor qo = tensor_of("q_out", q_out), ko = tensor_of("k_out", k_out);
+        const helix::Tensor qo = from_dlpack("q_out", q_out), ko = from_dlpack("k_out", k_out);
         helix_rotary_options defaults;
         helix_rotary_options_init(&defaults);
         const helix_rotary_options &o = options ? *options : defaults;

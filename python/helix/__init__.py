@@ -133,28 +133,24 @@ class SinusoidalEmbeddings:
             if x is None:
                 raise Error("helix::SinusoidalEmbeddings: x: expected an array or seq_len, given neither")
             seq_len = x.shape[-2]
-        like = like if like is not None else x
-        if like is None:
-            import numpy as np
-
-            like = np.empty(0, np.float32)
-        freqs = _empty(like, (seq_len, self._emb.dim), "float32")
-        scale = _empty(like, (seq_len, self._emb.dim) if self._emb.use_xpos else (1,), "float32")
-        self._emb.forward_into(seq_len, _array(freqs), _array(scale))
-        return freqs, scale
+        return self._tables(seq_len, like if like is not None else x, lambda f, s: self._emb.forward_into(seq_len, f, s))
 
     __call__ = forward
 
     def window(self, seq_len: int, start: int, rows: int, *, like: Any = None):
         """Rows ``[start, start + rows)`` of the tables of a ``seq_len``-position sequence
         (for example the newest row while decoding), allocated like ``like``."""
+        return self._tables(rows, like, lambda f, s: self._emb.window_into(seq_len, start, f, s))
+
+    def _tables(self, rows: int, like: Any, fill):
+        """(freqs, scale) of `rows` rows allocated like `like` (default NumPy), filled by fill."""
         if like is None:
             import numpy as np
 
             like = np.empty(0, np.float32)
         freqs = _empty(like, (rows, self._emb.dim), "float32")
         scale = _empty(like, (rows, self._emb.dim) if self._emb.use_xpos else (1,), "float32")
-        self._emb.window_into(seq_len, start, _array(freqs), _array(scale))
+        fill(_array(freqs), _array(scale))
         return freqs, scale
 
     def inv_freq(self, seq_len: int = 0):

@@ -34,16 +34,19 @@ import helix
 # (first, second) and a scale (a table or a number); positions are a kind with its start or
 # tensors, for q and for k ("same" = q's).
 
-_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.int32: "int32",
-           torch.int64: "int64"}
+# PyTorch dtypes as DLPack (type code, bits): int 0, uint 1, float 2, bfloat 4, complex 5,
+# bool 6. helix takes float32, float16, bfloat16, int32 and int64 and names the others.
+_DLPACK_TYPES = {torch.float32: (2, 32), torch.float16: (2, 16), torch.bfloat16: (4, 16), torch.int32: (0, 32),
+                 torch.int64: (0, 64), torch.float64: (2, 64), torch.int16: (0, 16), torch.int8: (0, 8),
+                 torch.uint8: (1, 8), torch.bool: (6, 8), torch.complex64: (5, 64), torch.complex128: (5, 128)}
 
 
 def _raw(t: Optional[torch.Tensor]):
     """A tensor as the extension's raw descriptor (no DLPack export: it costs more than a
-    decode step's kernel). Other dtypes go by name, for helix's own message."""
+    decode step's kernel)."""
     if t is None:
         return None
-    return (t.data_ptr(), t.shape, t.stride(), _DTYPES.get(t.dtype) or str(t.dtype)[6:], t.is_cuda)
+    return (t.data_ptr(), t.shape, t.stride(), _DLPACK_TYPES.get(t.dtype, (255, 8 * t.element_size())), t.is_cuda)
 
 
 _PAIRINGS = {"half_split": helix.Pairing.HalfSplit, "interleaved": helix.Pairing.Interleaved}

@@ -5,6 +5,9 @@
 // call's arguments (nanobind keeps them referenced until it returns), those of a table or
 // positions object by that object (keep_alive).
 #include <helix/helix.h>
+#include <helix/helix_c.h>
+
+#include "dlpack.h"  // runtime/: helix's DLPack conversion
 #ifdef HELIX_PYTHON_CUDA
 #include <helix/cuda.h>
 
@@ -19,8 +22,11 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstring>
+#include <initializer_list>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace nb = nanobind;
@@ -31,44 +37,29 @@ namespace {
 using InArray = nb::ndarray<nb::ro>;  // inputs may be read-only (a NumPy view, a JAX array)
 using OutArray = nb::ndarray<>;
 
-std::string dtype_name(nb::dlpack::dtype t) {
-    const char *code = t.code == uint8_t(nb::dlpack::dtype_code::Float)    ? "float"
-                       : t.code == uint8_t(nb::dlpack::dtype_code::Int)    ? "int"
-                       : t.code == uint8_t(nb::dlpack::dtype_code::UInt)   ? "uint"
-                       : t.code == uint8_t(nb::dlpack::dtype_code::Bfloat) ? "bfloat"
-                       : t.code == uint8_t(nb::dlpack::dtype_code::Bool)   ? "bool"
-                                                                           : "complex";
-    return code + std::to_string(t.bits) + (t.lanes > 1 ? "x" + std::to_string(t.lanes) : "");
+// The DLPack descriptor of an array nanobind received (its shape and strides live in the
+// array, which the call holds; the data pointer includes the byte offset).
+template <typename Array>
+DLTensor dlpack_of(const Array &a) {
+    DLTensor t{};
+    t.data = const_cast<void *>(static_cast<const void *>(a.data()));
+    const int32_t device_type = a.device_type();
+    std::memcpy(&t.device.device_type, &device_type, sizeof device_type);  // any value, as received
+    t.device.device_id = a.device_id();
+    t.ndim = static_cast<int32_t>(a.ndim());
+    const nb::dlpack::dtype d = a.dtype();
+    t.dtype = DLDataType{d.code, d.bits, d.lanes};
+    t.shape = const_cast<int64_t *>(a.shape_ptr());
+    t.strides = const_cast<int64_t *>(a.stride_ptr());
+    return t;
 }
 
-helix::DType dtype_of(const char *name, nb::dlpack::dtype t) {
-    if (t.lanes == 1) {
-        if (t.code == uint8_t(nb::dlpack::dtype_code::Float) && t.bits == 32) return helix::DType::Float32;
-        if (t.code == uint8_t(nb::dlpack::dtype_code::Float) && t.bits == 16) return helix::DType::Float16;
-        if (t.code == uint8_t(nb::dlpack::dtype_code::Bfloat) && t.bits == 16) return helix::DType::BFloat16;
-        if (t.code == uint8_t(nb::dlpack::dtype_code::Int) && t.bits == 32) return helix::DType::Int32;
-        if (t.code == uint8_t(nb::dlpack::dtype_code::Int) && t.bits == 64) return helix::DType::Int64;
-    }
-    throw helix::Error(std::string("helix: ") + name +
-                       ": expected dtype float32, float16, bfloat16, int32 or int64, given " + dtype_name(t));
-}
-
-// The helix view of a DLPack array: same memory, shape and strides (in elements).
+// The helix view of a DLPack array: same memory, shape and strides (helix's one conversion,
+// runtime/dlpack.h, with its messages).
 template <typename Array>
 helix::Tensor tensor_of(const char *name, const Array &a) {
-    std::vector<int64_t> shape(a.ndim()), strides(a.ndim());
-    for (size_t i = 0; i < a.ndim(); i++) {
-        shape[i] = a.shape(i);
-        strides[i] = a.stride(i);
-    }
-    const helix::DType dtype = dtype_of(name, a.dtype());
-    void *data = const_cast<void *>(static_cast<const void *>(a.data()));
-    if (a.device_type() == nb::device::cpu::value) return helix::Tensor::wrap(data, shape, strides, dtype);
-    if (a.device_type() == nb::device::cuda::value) {
-        return helix::Tensor::wrap_device(helix::Device::CUDA, reinterpret_cast<uint64_t>(data), shape, strides, dtype);
-    }
-    throw helix::Error(std::string("helix: ") + name + ": expected an array on the CPU or a CUDA device, given DLPack device type " +
-                       std::to_string(a.device_type()));
+    const DLTensor t = dlpack_of(a);
+    return helix::detail::from_dlpack(name, &t);
 }
 
 template <typename Array>
@@ -78,40 +69,41 @@ helix::Tensor optional_tensor(const char *name, const std::optional<Array> &a) {
 
 // A tensor as PyTorch describes it, for callers that skip DLPack's export (a few
 // microseconds per tensor, more than a decode step's kernel): (data pointer, shape,
-// strides in elements, dtype name, on a CUDA device). The caller keeps the tensor alive.
-using RawTensor = std::tuple<uintptr_t, std::vector<int64_t>, std::vector<int64_t>, std::string, bool>;
+// strides in elements, (DLPack type code, bits), on a CUDA device). The caller keeps the
+// tensor alive.
+using RawTensor = std::tuple<uintptr_t, std::vector<int64_t>, std::vector<int64_t>, std::pair<int, int>, bool>;
 
-helix::Tensor tensor_of(const char *name, const std::optional<RawTensor> &raw) {
-    if (!raw) return {};
-    const auto &[data, shape, strides, dtype_name, cuda] = *raw;
-    helix::DType dtype;
-    if (dtype_name == "float32") dtype = helix::DType::Float32;
-    else if (dtype_name == "float16") dtype = helix::DType::Float16;
-    else if (dtype_name == "bfloat16") dtype = helix::DType::BFloat16;
-    else if (dtype_name == "int32") dtype = helix::DType::Int32;
-    else if (dtype_name == "int64") dtype = helix::DType::Int64;
-    else throw helix::Error(std::string("helix: ") + name + ": expected dtype float32, float16, bfloat16, int32 or int64, given " + dtype_name);
-    if (cuda) return helix::Tensor::wrap_device(helix::Device::CUDA, data, shape, strides, dtype);
-    return helix::Tensor::wrap(reinterpret_cast<void *>(data), shape, strides, dtype);
+// Its DLPack descriptor in `t` (pointing into raw, which must outlive it), or nullptr.
+const DLTensor *dlpack_of(const std::optional<RawTensor> &raw, DLTensor &t) {
+    if (!raw) return nullptr;
+    const auto &[data, shape, strides, type, cuda] = *raw;
+    t = DLTensor{};
+    t.data = reinterpret_cast<void *>(data);
+    t.device.device_type = cuda ? kDLCUDA : kDLCPU;
+    t.ndim = static_cast<int32_t>(shape.size());
+    t.dtype = DLDataType{static_cast<uint8_t>(type.first), static_cast<uint8_t>(type.second), 1};
+    t.shape = const_cast<int64_t *>(shape.data());
+    t.strides = const_cast<int64_t *>(strides.data());
+    return &t;
 }
 
-helix::Positions positions_of(const std::string &kind, int64_t start, const helix::Tensor &tensor,
-                              const helix::Tensor &offsets) {
-    if (kind == "aligned") return {};
-    if (kind == "start") return helix::Positions::start(start);
-    if (kind == "offsets") return helix::Positions::offsets(tensor);
-    if (kind == "ids") return helix::Positions::ids(tensor);
-    if (kind == "varlen") return helix::Positions::varlen(tensor, offsets);
-    throw helix::Error("helix: positions: expected aligned, start, offsets, ids or varlen, given " + kind);
+// The C ABI's value of a name (helix.torch passes table forms and position kinds by name).
+template <typename Value>
+Value named(const char *what, const std::string &name, std::initializer_list<std::pair<const char *, Value>> values) {
+    std::string names;
+    for (const auto &[n, v] : values) {
+        if (name == n) return v;
+        names += (names.empty() ? "" : ", ") + std::string(n);
+    }
+    throw helix::Error(std::string("helix: ") + what + ": expected " + names + ", given " + name);
 }
 
-helix::RotaryTable table_of(const std::string &form, const helix::Tensor &first, const helix::Tensor &second,
-                            const helix::Scale &scale) {
-    if (form == "angles") return helix::RotaryTable::angles(first, scale);
-    if (form == "cos_sin") return helix::RotaryTable::cos_sin(first, second, scale);
-    if (form == "cos_sin_cache") return helix::RotaryTable::cos_sin_cache(first, scale);
-    if (form == "inv_freq") return helix::RotaryTable::inv_freq(first, scale);
-    throw helix::Error("helix: table: expected angles, cos_sin, cos_sin_cache or inv_freq, given " + form);
+helix_positions positions_of(const std::string &kind, int64_t start, const DLTensor *tensor, const DLTensor *offsets) {
+    return {named<helix_positions_kind>("positions", kind,
+                                        {{"aligned", HELIX_POSITIONS_ALIGNED}, {"start", HELIX_POSITIONS_START},
+                                         {"offsets", HELIX_POSITIONS_OFFSETS}, {"ids", HELIX_POSITIONS_IDS},
+                                         {"varlen", HELIX_POSITIONS_VARLEN}}),
+            start, tensor, offsets};
 }
 
 // Runs f in the caller's CUDA context and on `stream` when a tensor of the call is on a
@@ -334,25 +326,39 @@ NB_MODULE(_helix, m) {
            const std::optional<RawTensor> &pos_offsets, const std::string &k_pos_kind, int64_t k_pos_start,
            const std::optional<RawTensor> &k_pos_tensor, const std::optional<RawTensor> &k_pos_offsets,
            helix::Pairing pairing, int64_t rotary_dim, bool conjugate, uintptr_t cuda_stream) {
-            const helix::Tensor qt = tensor_of("q", q), kt = tensor_of("k", k), qo = tensor_of("q_out", q_out),
-                                ko = tensor_of("k_out", k_out);
-            const helix::Tensor st = tensor_of("scale", scale_table);
-            const helix::RotaryTable table =
-                table_of(form, tensor_of("table", first), tensor_of("table", second),
-                         st.defined() ? helix::Scale(st) : helix::Scale(scale_value));
-            helix::RotaryOptions options;
-            options.pairing = pairing;
+            // Through the C ABI, which maps tables and positions to helix's types.
+            DLTensor d[11];
+            helix_rotary_table table;
+            helix_rotary_table_init(&table, named<helix_table_form>("table", form,
+                                                                    {{"angles", HELIX_TABLE_ANGLES},
+                                                                     {"cos_sin", HELIX_TABLE_COS_SIN},
+                                                                     {"cos_sin_cache", HELIX_TABLE_COS_SIN_CACHE},
+                                                                     {"inv_freq", HELIX_TABLE_INV_FREQ}}));
+            table.first = dlpack_of(first, d[4]);
+            table.second = dlpack_of(second, d[5]);
+            table.scale = dlpack_of(scale_table, d[6]);
+            table.scale_value = scale_value;
+            helix_rotary_options options;
+            helix_rotary_options_init(&options);
+            options.pairing = pairing == helix::Pairing::Interleaved ? HELIX_PAIRING_INTERLEAVED : HELIX_PAIRING_HALF_SPLIT;
             options.rotary_dim = rotary_dim;
             options.conjugate = conjugate;
-            options.positions = positions_of(pos_kind, pos_start, tensor_of("positions", pos_tensor),
-                                             tensor_of("offsets", pos_offsets));
+            options.positions = positions_of(pos_kind, pos_start, dlpack_of(pos_tensor, d[7]), dlpack_of(pos_offsets, d[8]));
+            helix_positions k_positions;
             if (k_pos_kind != "same") {
-                options.k_positions = positions_of(k_pos_kind, k_pos_start, tensor_of("k_positions", k_pos_tensor),
-                                                   tensor_of("k_offsets", k_pos_offsets));
+                k_positions = positions_of(k_pos_kind, k_pos_start, dlpack_of(k_pos_tensor, d[9]),
+                                           dlpack_of(k_pos_offsets, d[10]));
+                options.k_positions = &k_positions;
             }
-            nb::gil_scoped_release release;
-            on_callers_stream(qt.device() == helix::Device::CUDA, cuda_stream,
-                              [&] { helix::apply_rotary_pos_emb(qt, kt, table, qo, ko, options); });
+            helix_status status;
+            {
+                nb::gil_scoped_release release;
+                on_callers_stream(q && std::get<4>(*q), cuda_stream, [&] {
+                    status = helix_apply_rotary_pos_emb(dlpack_of(q, d[0]), dlpack_of(k, d[1]), &table,
+                                                        dlpack_of(q_out, d[2]), dlpack_of(k_out, d[3]), &options);
+                });
+            }
+            if (status != HELIX_OK) throw helix::Error(helix_last_error());
         },
         "q"_a.none(), "k"_a.none(), "q_out"_a.none(), "k_out"_a.none(), "form"_a, "first"_a.none(), "second"_a.none(),
         "scale_table"_a.none(), "scale_value"_a, "pos_kind"_a, "pos_start"_a, "pos_tensor"_a.none(),
