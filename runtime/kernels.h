@@ -87,4 +87,14 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const RotaryTable &table,
                           const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {});
 
+struct StorePlan;
+// Stores::Auto's plan for apply_rotary outputs of `dtype` above the streaming threshold on
+// the CPU (streaming.h: calibrated with these kernels once per process, or read from the
+// plan file).
+StorePlan auto_store_plan(const Kernels &kernels, DType dtype, Pairing pairing = Pairing::HalfSplit);
+// The calibration itself with these kernels (no process-wide memory), reading and saving
+// the plan file `path` ("" for none).
+StorePlan calibrate_store_plan(const Kernels &kernels, DType dtype, const std::string &path,
+                               Pairing pairing = Pairing::HalfSplit);
+
 }  // namespace helix::detail

@@ -10,10 +10,15 @@
 #include <HalideRuntime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
+#include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 namespace helix {
 namespace detail {
@@ -339,65 +344,156 @@ struct RotaryKernel {
         if (!k_empty) ko_view.mark_written(k_out);
     }
 
-    // The same with Stores::Streaming (streaming.h): tasks of rows of q or of k, each
-    // running the kernel serially into its thread's scratch and streaming the rows out.
+    // The same with Stores::Streaming (streaming.h). A tile is a block of rows of
+    // `heads_per_tile` heads (0: all) of every batch of q or of k; a task runs a chain of
+    // consecutive tiles, each through the kernel serially into its thread's scratch, then
+    // streamed out while the next tile's input is prefetched (so the core reads and writes
+    // memory at once, as a copy does, instead of in turns).
     void run_streamed(const Tensor &q, const Tensor &k, const StreamRows &q_rows, const StreamRows &k_rows,
-                      const Tensor &q_out, const Tensor &k_out) const {
+                      const Tensor &q_out, const Tensor &k_out, int heads_per_tile) const {
         const int64_t element = (q.defined() ? q : k).element_size();
         struct Stream {
             const Tensor *x, *out;
             const StreamRows *rows;
-            int64_t n, block, blocks;
+            int64_t n, heads, group, groups, block, blocks, chain, chains;  // tasks: groups x chains
+            int64_t tasks() const { return groups * chains; }
         };
         Stream streams[2] = {{&q, &q_out, &q_rows}, {&k, &k_out, &k_rows}};
-        int64_t tasks = 0;
+        int64_t tiles = 0;
         for (Stream &s : streams) {
             s.n = s.x->defined() && s.x->numel() ? s.x->size(-2) : 0;
-            const int64_t row_bytes = s.n ? s.x->numel() / s.n * element : 1;  // every head and batch of a row
+            s.heads = s.n && s.x->rank() >= 3 ? s.x->size(-3) : 1;
+            s.group = heads_per_tile > 0 ? std::min<int64_t>(heads_per_tile, s.heads) : s.heads;
+            s.groups = s.n ? (s.heads + s.group - 1) / s.group : 0;
+            // The bytes of one row of a tile: its heads of every batch.
+            const int64_t row_bytes = s.n ? s.x->numel() / s.n / s.heads * s.group * element : 1;
             s.block = std::max<int64_t>(1, stream_tile_bytes() / row_bytes);
             s.blocks = (s.n + s.block - 1) / s.block;
-            tasks += s.blocks;
+            tiles += s.groups * s.blocks;
         }
-        parallel_tasks(static_cast<int>(tasks), [&](int task) {
+        // Chains long enough to overlap, with 4 tasks per thread or more to balance them.
+        const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
+        const int64_t chain = std::max<int64_t>(1, tiles / (4 * threads));
+        for (Stream &s : streams) {
+            s.chain = chain;
+            s.chains = (s.blocks + chain - 1) / chain;
+        }
+        parallel_tasks(static_cast<int>(streams[0].tasks() + streams[1].tasks()), [&](int task) {
             const SerialKernels serial;
-            const bool is_q = task < streams[0].blocks;
+            const bool is_q = task < streams[0].tasks();
             const Stream &s = streams[is_q ? 0 : 1];
-            const int64_t r0 = (is_q ? task : task - streams[0].blocks) * s.block, n = std::min(s.block, s.n - r0);
-            const Tensor xb = s.x->narrow(-2, r0, n), ob = s.out->narrow(-2, r0, n);
-            char *scratch = thread_scratch(static_cast<size_t>(xb.numel() * element));
-            const Tensor tile = Tensor::wrap(scratch, xb.shape(), {}, xb.dtype());
-            StreamRows rows(*s.rows, r0, n);
-            if (is_q) {
-                run(xb, Tensor(), rows.raw(), nullptr, tile, Tensor());
-            } else {
-                run(Tensor(), xb, nullptr, rows.raw(), Tensor(), tile);
+            const int64_t t = is_q ? task : task - streams[0].tasks();
+            const int64_t h0 = t / s.chains * s.group, heads = std::min(s.group, s.heads - h0);
+            const int64_t first = t % s.chains * s.chain, last = std::min(s.blocks, first + s.chain);
+            auto tile_of = [&](const Tensor &x, int64_t block) {
+                const int64_t r0 = block * s.block;
+                const Tensor rows = x.narrow(-2, r0, std::min(s.block, s.n - r0));
+                return heads < s.heads ? rows.narrow(-3, h0, heads) : rows;
+            };
+            thread_local std::vector<std::pair<const char *, size_t>> next_runs;
+            for (int64_t block = first; block < last; block++) {
+                const Tensor xb = tile_of(*s.x, block), ob = tile_of(*s.out, block);
+                char *scratch = thread_scratch(static_cast<size_t>(xb.numel() * element));
+                const Tensor tile = Tensor::wrap(scratch, xb.shape(), {}, xb.dtype());
+                StreamRows rows(*s.rows, block * s.block, xb.size(-2));
+                if (is_q) {
+                    run(xb, Tensor(), rows.raw(), nullptr, tile, Tensor());
+                } else {
+                    run(Tensor(), xb, nullptr, rows.raw(), Tensor(), tile);
+                }
+                next_runs.clear();
+                if (block + 1 < last) {
+                    for_each_run(tile_of(*s.x, block + 1),
+                                 [&](char *p, size_t bytes) { next_runs.emplace_back(p, bytes); });
+                }
+                const char *src = scratch;
+                size_t run_index = 0;
+                for_each_run(ob, [&](char *dst, size_t bytes) {
+                    const auto [next, next_bytes] =
+                        run_index < next_runs.size() ? next_runs[run_index] : std::pair<const char *, size_t>{};
+                    copy_lines(src, dst, bytes, true, next, next_bytes);
+                    src += bytes;
+                    run_index++;
+                });
             }
-            const char *src = scratch;
-            for_each_row(ob, [&](char *dst) {
-                copy_lines(src, dst, static_cast<size_t>(width * element), true);
-                src += width * element;
-            });
             stream_fence();
         });
     }
 
-    // f(address of the row) for every row of a rank 2 to 4 CPU tensor, in memory order of
-    // a contiguous tensor of its shape.
+    // f(address, bytes) for every run of contiguous rows of a rank 2 to 4 CPU tensor with
+    // unit feature stride, in memory order of a contiguous tensor of its shape: the rows of
+    // one head are one run when they are adjacent (a contiguous output), so the streaming
+    // copy works on long spans, not row by row.
     template <typename F>
-    static void for_each_row(const Tensor &t, F &&f) {
+    static void for_each_run(const Tensor &t, F &&f) {
+        const int r = t.rank();
+        const int64_t row_elements = t.size(r - 1);
+        const bool adjacent = t.stride(r - 2) == row_elements;
         int64_t size[3] = {1, 1, 1}, stride[3] = {0, 0, 0};
-        for (int i = 0; i < t.rank() - 1; i++) {
-            size[3 - (t.rank() - 1) + i] = t.size(i);
-            stride[3 - (t.rank() - 1) + i] = t.stride(i) * t.element_size();
+        for (int i = 0; i < r - 1; i++) {
+            size[3 - (r - 1) + i] = t.size(i);
+            stride[3 - (r - 1) + i] = t.stride(i) * t.element_size();
         }
+        const int64_t rows_per_run = adjacent ? size[2] : 1;
+        const size_t bytes = static_cast<size_t>(rows_per_run * row_elements * t.element_size());
         char *base = static_cast<char *>(t.data());
         for (int64_t a = 0; a < size[0]; a++)
             for (int64_t b = 0; b < size[1]; b++)
-                for (int64_t c = 0; c < size[2]; c++) f(base + a * stride[0] + b * stride[1] + c * stride[2]);
+                for (int64_t c = 0; c < size[2]; c += rows_per_run)
+                    f(base + a * stride[0] + b * stride[1] + c * stride[2], bytes);
     }
 };
 
+// Auto's calibration (streaming.h): seconds of one call with a plan forced, on a problem of
+// one storage class whose outputs are well above the streaming threshold: q (1, 32, R, 128)
+// and k (1, 8, R, 128), an angle table, out of place.
+class PlanTimer {
+public:
+    PlanTimer(const Kernels &kernels, DType dtype, Pairing pairing) : kernels_(kernels) {
+        const int64_t d = 128, element = dtype == DType::Float32 ? 4 : 2;
+        // At least 64 MiB of outputs: smaller ones may still fit a large L3 and favour
+        // ordinary stores.
+        const int64_t out_bytes = std::max<int64_t>(2 * stream_threshold(), int64_t(64) << 20);
+        const int64_t rows = out_bytes / (40 * d * element) + 1;
+        q_ = Tensor({1, 32, rows, d}, dtype);
+        k_ = Tensor({1, 8, rows, d}, dtype);
+        q_out_ = Tensor(q_.shape(), dtype);
+        k_out_ = Tensor(k_.shape(), dtype);
+        for (const Tensor *t : {&q_, &k_}) {
+            std::memset(t->data(), 0x3c, static_cast<size_t>(t->numel() * element));  // 0.0115 (bf16), 1.06 (f16)
+        }
+        freqs_ = SinusoidalEmbeddings(d).forward(rows).freqs;
+        options_.pairing = pairing;
+    }
+    double operator()(const StorePlan &plan) {
+        RotaryOptions options = options_;
+        options.stores = plan.stores;
+        const ScopedStreamTiles tiles(plan.heads_per_tile);
+        const auto start = std::chrono::steady_clock::now();
+        apply_rotary_pos_emb(kernels_, q_, k_, RotaryTable::angles(freqs_), q_out_, k_out_, options);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+
+private:
+    const Kernels &kernels_;
+    Tensor q_, k_, q_out_, k_out_, freqs_;
+    RotaryOptions options_;
+};
+
 }  // namespace
+
+StorePlan auto_store_plan(const Kernels &kernels, DType dtype, Pairing pairing) {
+    std::optional<PlanTimer> timer;
+    return auto_store_plan(dtype == DType::Float32 ? 4 : 2, [&](const StorePlan &p) {
+        if (!timer) timer.emplace(kernels, dtype, pairing);
+        return (*timer)(p);
+    });
+}
+
+StorePlan calibrate_store_plan(const Kernels &kernels, DType dtype, const std::string &path, Pairing pairing) {
+    PlanTimer timer(kernels, dtype, pairing);
+    return calibrate_store_plan(dtype == DType::Float32 ? 4 : 2, std::ref(timer), path);
+}
 
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
                           const Scale &scale, const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options) {
@@ -570,8 +666,20 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
         const Tensor &q_res = features(q_out, rotary_dim, views[6]), &k_res = features(k_out, rotary_dim, views[7]);
         const bool in_place = same_view(q, q_out) || (has_k && same_view(k, k_out));
         const int64_t out_bytes = (q_res.numel() + (has_k ? k_res.numel() : 0)) * q.element_size();
-        if (q.device() == Device::CPU && resolve_stores(options.stores, out_bytes, in_place) == Stores::Streaming) {
-            kernel.run_streamed(q_in, k_in, q_rows, *(has_k ? &*k_rows : &q_rows), q_res, k_res);
+        // Small Auto outputs (a decode step) skip the plan: they never stream.
+        StorePlan plan;
+        if (q.device() == Device::CPU && options.stores != Stores::Ordinary &&
+            (options.stores == Stores::Streaming || out_bytes > kSerialOutputBytes)) {
+            std::optional<PlanTimer> timer;
+            plan = resolve_stores(options.stores, out_bytes, in_place, static_cast<int>(q.element_size()),
+                                  [&](const StorePlan &p) {
+                                      if (!timer) timer.emplace(kernels, q.dtype(), options.pairing);
+                                      return (*timer)(p);
+                                  });
+        }
+        if (plan.stores == Stores::Streaming) {
+            kernel.run_streamed(q_in, k_in, q_rows, *(has_k ? &*k_rows : &q_rows), q_res, k_res,
+                                plan.heads_per_tile);
         } else if (q.device() == Device::CPU && out_bytes <= kSerialOutputBytes) {
             const SerialKernels serial;
             kernel.run(q_in, k_in, q_rows.raw(), has_k ? k_rows->raw() : nullptr, q_res, k_res);

@@ -7,8 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,38 +28,42 @@ namespace helix::detail {
 namespace {
 
 #if defined(__x86_64__)
-// Whole 64-byte lines from a 64-byte-aligned dst; function targets, so the runtime needs
-// no -march and runs on every x86-64.
+// Whole 64-byte lines from a 64-byte-aligned dst, prefetching the lines of [pf, pf + pf_n)
+// into L2 on the way (_MM_HINT_T1), one per line copied; function targets, so the runtime
+// needs no -march and runs on every x86-64.
 template <bool NonTemporal>
-__attribute__((target("avx512f"))) void lines_avx512(const char *s, char *d, size_t n) {
+__attribute__((target("avx512f"))) void lines_avx512(const char *s, char *d, size_t n, const char *pf, size_t pf_n) {
     for (size_t i = 0; i < n; i += 64) {
+        if (i < pf_n) _mm_prefetch(pf + i, _MM_HINT_T1);
         const __m512i v = _mm512_loadu_si512(s + i);
         if constexpr (NonTemporal) _mm512_stream_si512(reinterpret_cast<__m512i *>(d + i), v);
         else _mm512_store_si512(d + i, v);
     }
 }
 template <bool NonTemporal>
-__attribute__((target("avx"))) void lines_avx(const char *s, char *d, size_t n) {
+__attribute__((target("avx"))) void lines_avx(const char *s, char *d, size_t n, const char *pf, size_t pf_n) {
     for (size_t i = 0; i < n; i += 32) {
+        if (i < pf_n && i % 64 == 0) _mm_prefetch(pf + i, _MM_HINT_T1);
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(s + i));
         if constexpr (NonTemporal) _mm256_stream_si256(reinterpret_cast<__m256i *>(d + i), v);
         else _mm256_store_si256(reinterpret_cast<__m256i *>(d + i), v);
     }
 }
 template <bool NonTemporal>
-void lines_sse2(const char *s, char *d, size_t n) {
+void lines_sse2(const char *s, char *d, size_t n, const char *pf, size_t pf_n) {
     for (size_t i = 0; i < n; i += 16) {
+        if (i < pf_n && i % 64 == 0) _mm_prefetch(pf + i, _MM_HINT_T1);
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + i));
         if constexpr (NonTemporal) _mm_stream_si128(reinterpret_cast<__m128i *>(d + i), v);
         else _mm_store_si128(reinterpret_cast<__m128i *>(d + i), v);
     }
 }
 template <bool NonTemporal>
-void lines(const char *s, char *d, size_t n) {
+void lines(const char *s, char *d, size_t n, const char *pf, size_t pf_n) {
     static const auto copy = __builtin_cpu_supports("avx512f") ? lines_avx512<NonTemporal>
                              : __builtin_cpu_supports("avx")   ? lines_avx<NonTemporal>
                                                                : lines_sse2<NonTemporal>;
-    copy(s, d, n);
+    copy(s, d, n, pf, pf_n);
 }
 #endif
 
@@ -137,13 +145,14 @@ int64_t cache_bytes(int name, int64_t fallback) {
 
 }  // namespace
 
-void copy_lines(const char *src, char *dst, size_t bytes, [[maybe_unused]] bool non_temporal) {
+void copy_lines(const char *src, char *dst, size_t bytes, [[maybe_unused]] bool non_temporal,
+                [[maybe_unused]] const char *prefetch, [[maybe_unused]] size_t prefetch_bytes) {
 #if defined(__x86_64__)
     const size_t head = std::min(bytes, (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64);
     const size_t body = (bytes - head) / 64 * 64;
     std::memcpy(dst, src, head);
-    if (non_temporal) lines<true>(src + head, dst + head, body);
-    else lines<false>(src + head, dst + head, body);
+    if (non_temporal) lines<true>(src + head, dst + head, body, prefetch, prefetch_bytes);
+    else lines<false>(src + head, dst + head, body, prefetch, prefetch_bytes);
     std::memcpy(dst + head + body, src + head + body, bytes - head - body);
 #else
     std::memcpy(dst, src, bytes);
@@ -164,6 +173,12 @@ bool non_temporal_stores_available() {
 #endif
 }
 
+// ScopedStreamTiles' settings on this thread (0: none).
+namespace {
+thread_local int forced_heads_per_tile = 0;
+thread_local int64_t forced_tile_bytes = 0;
+}  // namespace
+
 int64_t stream_threshold() {
     static const int64_t threshold = [] {
         const int64_t given = env_bytes("HELIX_STREAM_THRESHOLD");
@@ -176,18 +191,144 @@ int64_t stream_threshold() {
 
 int64_t stream_tile_bytes() {
     static const int64_t bytes = cache_bytes(_SC_LEVEL2_CACHE_SIZE, 1 << 20) / 4;
-    return bytes;
+    return forced_tile_bytes > 0 ? forced_tile_bytes : bytes;
 }
 
-Stores resolve_stores(Stores requested, int64_t bytes, bool in_place) {
-    static const bool stream_large = [] {
-        const char *v = std::getenv("HELIX_STORES");
-        return v && std::string(v) == "streaming";
-    }();
-    if (requested != Stores::Auto) return requested;
-    return stream_large && !in_place && non_temporal_stores_available() && bytes > stream_threshold()
-               ? Stores::Streaming
-               : Stores::Ordinary;
+std::string to_string(const StorePlan &plan) {
+    if (plan.stores != Stores::Streaming) return "ordinary";
+    return plan.heads_per_tile ? "streaming_h" + std::to_string(plan.heads_per_tile) : "streaming";
+}
+
+const std::vector<StorePlan> &store_plan_candidates() {
+    static const std::vector<StorePlan> candidates{
+        {Stores::Ordinary, 0}, {Stores::Streaming, 0}, {Stores::Streaming, 8}};
+    return candidates;
+}
+
+ScopedStreamTiles::ScopedStreamTiles(int heads_per_tile, int64_t tile_bytes)
+    : previous_heads_(forced_heads_per_tile), previous_bytes_(forced_tile_bytes) {
+    forced_heads_per_tile = heads_per_tile;
+    forced_tile_bytes = tile_bytes;
+}
+ScopedStreamTiles::~ScopedStreamTiles() {
+    forced_heads_per_tile = previous_heads_;
+    forced_tile_bytes = previous_bytes_;
+}
+
+Stores stores_override(const char *value) {
+    const std::string v = value ? value : "";
+    if (v.empty() || v == "auto") return Stores::Auto;
+    if (v == "ordinary") return Stores::Ordinary;
+    if (v == "streaming") return Stores::Streaming;
+    throw Error("helix: HELIX_STORES must be auto, ordinary or streaming (got '" + v + "')");
+}
+
+std::string machine_signature() {
+    std::string model = "unknown";
+    if (FILE *f = std::fopen("/proc/cpuinfo", "r")) {
+        char line[512];
+        while (std::fgets(line, sizeof line, f)) {
+            if (std::strncmp(line, "model name", 10) == 0) {
+                const char *colon = std::strchr(line, ':');
+                model = colon ? std::string(colon + 2, std::strcspn(colon + 2, "\n")) : model;
+                break;
+            }
+        }
+        std::fclose(f);
+    }
+    return model + "|" + std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " threads|L2 " +
+           std::to_string(cache_bytes(_SC_LEVEL2_CACHE_SIZE, 0));
+}
+
+std::string plan_file_path() {
+    if (const char *given = std::getenv("HELIX_PLAN_FILE")) return std::string(given) == "none" ? "" : given;
+    if (const char *xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/helix/store-plan";
+    if (const char *home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/helix/store-plan";
+    return "";
+}
+
+namespace {
+
+constexpr const char *kPlanFileHeader = "helix store plan v1";
+
+// The plan file: a header, the machine signature, then "<element bytes> <plan>" lines.
+std::map<int, StorePlan> read_plans(const std::string &path) {
+    std::map<int, StorePlan> plans;
+    std::ifstream in(path);
+    std::string header, machine;
+    if (!std::getline(in, header) || header != kPlanFileHeader || !std::getline(in, machine) ||
+        machine != machine_signature()) {
+        return plans;
+    }
+    int element_bytes = 0;
+    std::string name;
+    while (in >> element_bytes >> name) {
+        for (const StorePlan &p : store_plan_candidates()) {
+            if (to_string(p) == name) plans[element_bytes] = p;
+        }
+    }
+    return plans;
+}
+
+// Best effort: a plan that cannot be saved is timed again by the next process.
+void write_plans(const std::string &path, const std::map<int, StorePlan> &plans) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    const std::string temporary = path + ".tmp" + std::to_string(getpid());
+    {
+        std::ofstream out(temporary);
+        out << kPlanFileHeader << "\n" << machine_signature() << "\n";
+        for (const auto &[element_bytes, plan] : plans) out << element_bytes << " " << to_string(plan) << "\n";
+        if (!out) return;
+    }
+    std::filesystem::rename(temporary, path, ec);  // atomic: readers see the old or the new file
+    if (ec) std::filesystem::remove(temporary, ec);
+}
+
+}  // namespace
+
+StorePlan calibrate_store_plan(int element_bytes, const std::function<double(const StorePlan &)> &time_plan,
+                               const std::string &path) {
+    std::map<int, StorePlan> plans = path.empty() ? std::map<int, StorePlan>{} : read_plans(path);
+    if (auto saved = plans.find(element_bytes); saved != plans.end()) return saved->second;
+    const std::vector<StorePlan> &candidates = store_plan_candidates();
+    std::vector<std::vector<double>> times(candidates.size());
+    for (const StorePlan &p : candidates) time_plan(p);  // warm-up: page faults, first-call costs
+    for (int round = 0; round < 5; round++) {
+        for (size_t i = 0; i < candidates.size(); i++) times[i].push_back(time_plan(candidates[i]));
+    }
+    size_t best = 0;
+    for (size_t i = 0; i < candidates.size(); i++) {
+        std::sort(times[i].begin(), times[i].end());
+        if (times[i][2] < times[best][2]) best = i;
+    }
+    if (!path.empty()) {
+        plans = read_plans(path);  // another process may have added the other class meanwhile
+        plans[element_bytes] = candidates[best];
+        write_plans(path, plans);
+    }
+    return candidates[best];
+}
+
+StorePlan auto_store_plan(int element_bytes, const std::function<double(const StorePlan &)> &time_plan) {
+    static const Stores forced = stores_override(std::getenv("HELIX_STORES"));
+    if (forced != Stores::Auto) return {forced, 0};
+    // Once per class and process (other threads wait for it); the file spares later processes.
+    static std::mutex mutex;
+    static std::map<int, StorePlan> chosen;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = chosen.find(element_bytes); it != chosen.end()) return it->second;
+    const StorePlan plan = calibrate_store_plan(element_bytes, time_plan, plan_file_path());
+    chosen[element_bytes] = plan;
+    return plan;
+}
+
+StorePlan resolve_stores(Stores requested, int64_t bytes, bool in_place, int element_bytes,
+                         const std::function<double(const StorePlan &)> &time_plan) {
+    if (requested == Stores::Ordinary || !non_temporal_stores_available()) return {};
+    if (requested == Stores::Streaming) return {Stores::Streaming, forced_heads_per_tile};
+    if (in_place || bytes <= stream_threshold()) return {};
+    return auto_store_plan(element_bytes, time_plan);
 }
 
 SerialKernels::SerialKernels() : previous_(serial_kernels) { serial_kernels = true; }

@@ -133,10 +133,13 @@ enum class Pairing { HalfSplit, Interleaved };
 std::string to_string(Pairing pairing);
 
 // How a CPU kernel's outputs reach memory (Auto never streams an output that is its input).
-//   Auto:      Ordinary; with the environment variable HELIX_STORES=streaming, Streaming
-//              for outputs larger than the caches (HELIX_STREAM_THRESHOLD bytes, default
-//              4x the L2 of the cores). Streaming is not the default: on the machines
-//              measured it paid for float32 and lost for bfloat16 (bench/README.md);
+//   Auto:      Ordinary for outputs up to HELIX_STREAM_THRESHOLD bytes (default 4x the L2
+//              of the cores); larger ones take this machine's store plan: whichever of
+//              ordinary and streaming stores (and streaming's tile shapes) ran an apply_rotary
+//              of that element size fastest here, timed once (about 0.5 s, at the first such
+//              call) and kept in a plan file (HELIX_PLAN_FILE, default
+//              ~/.cache/helix/store-plan; "none" for no file). HELIX_STORES=ordinary or
+//              streaming forces one (an unknown value is an Error at the first such call);
 //   Ordinary:  plain stores (each output line is first read for ownership; the result
 //              stays in cache for whatever reads it next);
 //   Streaming: the kernel writes cache-sized tiles of rows to per-thread scratch, which
