@@ -2,9 +2,11 @@
 // while another thread keeps changing set_num_threads: each result must equal, bit for
 // bit, the one computed alone on one thread; rejected calls must throw their own message
 // on every thread. This binary also runs under ThreadSanitizer (sanitize/thread).
+#include "streaming.h"
 #include "test_util.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -103,14 +105,19 @@ std::vector<Workload> workloads() {
             const Tensor q = random_tensor({1, 3, 40, 24}, Layout::Contiguous, rng, dtype);
             const Tensor k = random_tensor({1, 2, 90, 24}, Layout::PaddedRows, rng, dtype);
             for (Stores stores : stores_choices(set)) {
-                w.push_back({tag + to_string(dtype) + " interleaved partial apply, stores " + to_string(stores),
-                             [&kernels, q, k, t, stores] {
-                                 const Tensor qo(q.shape(), q.dtype()), ko(k.shape(), k.dtype());
-                                 RotaryOptions options{Pairing::Interleaved, 16};
-                                 options.stores = stores;
-                                 detail::apply_rotary_pos_emb(kernels, q, k, t.freqs, t.scale, qo, ko, options);
-                                 return std::vector<Tensor>{qo, ko};
-                             }});
+                // Streaming also with one head per 1 KiB tile: chains of tiles per task.
+                for (int heads_per_tile : stores == Stores::Streaming ? std::vector<int>{0, 1} : std::vector<int>{0}) {
+                    w.push_back({tag + to_string(dtype) + " interleaved partial apply, stores " + to_string(stores) +
+                                     " heads per tile " + std::to_string(heads_per_tile),
+                                 [&kernels, q, k, t, stores, heads_per_tile] {
+                                     const detail::ScopedStreamTiles tiles(heads_per_tile, heads_per_tile ? 1024 : 0);
+                                     const Tensor qo(q.shape(), q.dtype()), ko(k.shape(), k.dtype());
+                                     RotaryOptions options{Pairing::Interleaved, 16};
+                                     options.stores = stores;
+                                     detail::apply_rotary_pos_emb(kernels, q, k, t.freqs, t.scale, qo, ko, options);
+                                     return std::vector<Tensor>{qo, ko};
+                                 }});
+                }
             }
         }
     }
@@ -161,6 +168,27 @@ TEST(Concurrency, EveryOperationOnManyThreadsWhileTheThreadCountChanges) {
     set_num_threads(before);
     EXPECT_EQ(mismatches.load(), 0);
     EXPECT_EQ(wrong_errors.load(), 0);
+}
+
+// Stores::Auto's first large call calibrates once per process: threads asking at once wait
+// for that one calibration and all get its plan.
+TEST(Concurrency, OneStorePlanCalibrationForManyThreads) {
+    setenv("HELIX_PLAN_FILE", "none", 1);  // time it here, whatever an earlier run saved
+    std::atomic<int> timed{0};
+    std::vector<detail::StorePlan> plans(8);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < plans.size(); i++) {
+        threads.emplace_back([&, i] {
+            plans[i] = detail::auto_store_plan(4, [&](const detail::StorePlan &p) {
+                timed++;
+                return p.stores == Stores::Ordinary ? 1.0 : 2.0;
+            });
+        });
+    }
+    for (std::thread &t : threads) t.join();
+    const char *forced = std::getenv("HELIX_STORES");
+    if (!forced || !*forced) EXPECT_EQ(timed.load(), 6 * static_cast<int>(detail::store_plan_candidates().size()));
+    for (const detail::StorePlan &p : plans) EXPECT_EQ(p, plans[0]);
 }
 
 }  // namespace

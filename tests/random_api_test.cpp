@@ -9,6 +9,7 @@
 //   defective -> helix::Error naming the defective argument, and no output written.
 // A failing case prints its seed; HELIX_RANDOM_SEED=<seed> runs that case alone, and
 // HELIX_RANDOM_CASES=<n> sets the number of cases per kernel set (default 1500).
+#include "streaming.h"
 #include "test_util.h"
 
 #include <cfloat>
@@ -204,6 +205,9 @@ Case apply_case(const KernelSet &set, Generator &g) {
     const int64_t rotary_dim = g.chance(30) ? 2 * (1 + g.below(d / 2)) : d;  // partial rotary: even, <= d
     RotaryOptions options{pairing, rotary_dim == d && g.chance(50) ? 0 : rotary_dim};
     if (set.device == Device::CPU) options.stores = g.pick<Stores>({Stores::Auto, Stores::Ordinary, Stores::Streaming});
+    // Streaming's tiles (streaming.h): heads per tile, and small tiles for many of them.
+    const int heads_per_tile = options.stores == Stores::Streaming ? g.pick<int>({0, 1, 8}) : 0;
+    const int64_t tile_bytes = options.stores == Stores::Streaming && g.chance(50) ? 4096 : 0;
     const bool xpos = g.chance(50), random_angles = g.chance(25);
     const int scaling_kind = static_cast<int>(g.below(4));
     const RopeScaling scaling = scaling_kind == 0   ? RopeScaling()
@@ -225,7 +229,8 @@ Case apply_case(const KernelSet &set, Generator &g) {
         return s;
     };
     g.log += "apply d " + std::to_string(d) + " rotary_dim " + std::to_string(rotary_dim) + " N " + std::to_string(n) +
-             " Lq " + std::to_string(lq) + " stores " + to_string(options.stores) + (xpos ? " xpos" : "") +
+             " Lq " + std::to_string(lq) + " stores " + to_string(options.stores) + " heads per tile " +
+             std::to_string(heads_per_tile) + " tile bytes " + std::to_string(tile_bytes) + (xpos ? " xpos" : "") +
              (random_angles ? " random angles" : "") + " scaling " + to_string(scaling.type) + " angles " +
              to_string(angles) + "; q";
     Tensor q = g.view(shape(lq), true, dtype);
@@ -395,7 +400,10 @@ Case apply_case(const KernelSet &set, Generator &g) {
                 return Coefficients{c, options.conjugate ? -sn : sn, (inverse ? 1.0 / sc : sc) * attention};
             };
         };
-        return Case{[=] { run_apply_table(*s, q, k, table, q_out, k_out, options); },
+        return Case{[=] {
+                        const detail::ScopedStreamTiles tiles(heads_per_tile, tile_bytes);
+                        run_apply_table(*s, q, k, table, q_out, k_out, options);
+                    },
                     {q_out, k_out},
                     defect,
                     [=] {
@@ -403,7 +411,10 @@ Case apply_case(const KernelSet &set, Generator &g) {
                         check_rotation_with(k_before, k_out, coefficients(k_plan, true), 4e-6, "k'", options);
                     }};
     }
-    return Case{[=] { run_apply(*s, q, k, freqs, scale, q_out, k_out, options); },
+    return Case{[=] {
+                    const detail::ScopedStreamTiles tiles(heads_per_tile, tile_bytes);
+                    run_apply(*s, q, k, freqs, scale, q_out, k_out, options);
+                },
                 {q_out, k_out},
                 defect,
                 [=] {

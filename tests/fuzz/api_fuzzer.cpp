@@ -9,6 +9,7 @@
 #include "helix/helix.h"
 #include "helix/helix_c.h"
 #include "kernels.h"
+#include "streaming.h"
 
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -252,6 +253,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             options.rotary_dim = in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<int64_t>(-4, 48);
             options.stores = static_cast<helix::Stores>(in.ConsumeIntegralInRange<int>(0, 2));
             options.conjugate = in.ConsumeBool();
+            // Streaming's tiles (streaming.h): heads per tile, and small tiles for many of them.
+            const helix::detail::ScopedStreamTiles tiles(in.ConsumeIntegralInRange<int>(0, 3), in.ConsumeBool() ? 4096 : 0);
             // Positions of q (and maybe k's own) from fuzzed integer tensors, and a table form.
             Fuzzed sin = make_tensor(in, false), positions = make_tensor(in, false), extra = make_tensor(in, false);
             auto fuzz_positions = [&](const Fuzzed &t) {
