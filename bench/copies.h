@@ -1,5 +1,6 @@
 // The copies behind the copy roofline (SPEC section 5: the best copy of the same bytes), split
-// over `threads` threads like the kernels, shared by helix_bench and helix_demo:
+// over `threads` threads like the kernels, shared by helix_bench and helix_demo (and the fills
+// of a write-only kernel's roofline, below):
 //   memcpy           glibc's (non-temporal stores of its own above a size it picks);
 //   ordinary_stores  a vector loop of loads and plain stores: each destination line is read
 //                    for ownership first (what Halide 21 emits);
@@ -14,10 +15,15 @@
 #include "streaming.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 
 namespace helix::bench {
@@ -70,6 +76,70 @@ inline void parallel_copy(const Tensor &src, const Tensor &dst, unsigned threads
             detail::copy_part(kind, static_cast<const char *>(src.data()) + begin, static_cast<char *>(dst.data()) + begin,
                               end - begin);
         });
+    }
+    for (auto &t : pool) t.join();
+}
+
+// The fills behind a write-only kernel's roofline (the tables): the same three ways of
+// storing, writing `bytes` of zeros and reading nothing.
+namespace detail {
+
+#if defined(__x86_64__)
+template <bool NonTemporal>
+__attribute__((target("avx512f"))) void fill_avx512(char *d, size_t n) {
+    const __m512i zero = _mm512_setzero_si512();
+    for (size_t i = 0; i < n; i += 64) {
+        if constexpr (NonTemporal) _mm512_stream_si512(reinterpret_cast<__m512i *>(d + i), zero);
+        else _mm512_store_si512(d + i, zero);
+    }
+}
+template <bool NonTemporal>
+void fill_sse2(char *d, size_t n) {
+    const __m128i zero = _mm_setzero_si128();
+    for (size_t i = 0; i < n; i += 16) {
+        if constexpr (NonTemporal) _mm_stream_si128(reinterpret_cast<__m128i *>(d + i), zero);
+        else _mm_store_si128(reinterpret_cast<__m128i *>(d + i), zero);
+    }
+}
+#endif
+
+// One thread's part: memset, or whole 64-byte lines of vector stores (head and tail by memset).
+inline void fill_part(CopyKind kind, char *dst, size_t bytes) {
+#if defined(__x86_64__)
+    if (kind != CopyKind::Memcpy) {
+        const size_t head = std::min(bytes, (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64);
+        const size_t body = (bytes - head) / 64 * 64;
+        std::memset(dst, 0, head);
+        const bool avx512 = __builtin_cpu_supports("avx512f");
+        if (kind == CopyKind::NonTemporal) avx512 ? fill_avx512<true>(dst + head, body) : fill_sse2<true>(dst + head, body);
+        else avx512 ? fill_avx512<false>(dst + head, body) : fill_sse2<false>(dst + head, body);
+        std::memset(dst + head + body, 0, bytes - head - body);
+        if (kind == CopyKind::NonTemporal) helix::detail::stream_fence();
+        return;
+    }
+#endif
+    std::memset(dst, 0, bytes);
+}
+
+}  // namespace detail
+
+inline const char *fill_name(CopyKind kind) {
+    switch (kind) {
+    case CopyKind::Memcpy: return "memset";
+    case CopyKind::OrdinaryStores: return "ordinary_stores";
+    case CopyKind::NonTemporal: return "non_temporal";
+    }
+    return "?";
+}
+
+// Fills CPU tensor dst with zeros, split over `threads` threads.
+inline void parallel_fill(const Tensor &dst, unsigned threads, CopyKind kind) {
+    const size_t bytes = size_t(dst.numel()) * size_t(dst.element_size());
+    const size_t chunk = (bytes / threads + 63) / 64 * 64;
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; t++) {
+        const size_t begin = std::min(bytes, t * chunk), end = std::min(bytes, begin + chunk);
+        pool.emplace_back([&, begin, end] { detail::fill_part(kind, static_cast<char *>(dst.data()) + begin, end - begin); });
     }
     for (auto &t : pool) t.join();
 }

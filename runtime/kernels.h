@@ -78,8 +78,10 @@ const Kernels &kernels_opencl();  // helix_opencl only
 inline const Kernels &tuned_kernels() { return kernels_tuned(); }
 
 // The operations of helix.h over a given kernel set.
+// (Tables take stores as apply_rotary does, with a plan class of their own; the public
+// API passes Auto.)
 void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
-                       const Tensor &freqs, const Tensor &scale);
+                       const Tensor &freqs, const Tensor &scale, Stores stores = Stores::Auto);
 void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pairing pairing = Pairing::HalfSplit);
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
                           const Scale &scale, const Tensor &q_out, const Tensor &k_out,
@@ -88,13 +90,12 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor 
                           const Tensor &q_out, const Tensor &k_out, const RotaryOptions &options = {});
 
 struct StorePlan;
-// Stores::Auto's plan for apply_rotary outputs of `dtype` above the streaming threshold on
-// the CPU (streaming.h: calibrated with these kernels once per process, or read from the
-// plan file).
-StorePlan auto_store_plan(const Kernels &kernels, DType dtype, Pairing pairing = Pairing::HalfSplit);
+enum class PlanClass;
+// Stores::Auto's plan for large CPU outputs of class c (streaming.h): calibrated with these
+// kernels once per process, or read from the plan file.
+StorePlan auto_store_plan(const Kernels &kernels, PlanClass c);
 // The calibration itself with these kernels (no process-wide memory), reading and saving
 // the plan file `path` ("" for none).
-StorePlan calibrate_store_plan(const Kernels &kernels, DType dtype, const std::string &path,
-                               Pairing pairing = Pairing::HalfSplit);
+StorePlan calibrate_store_plan(const Kernels &kernels, PlanClass c, const std::string &path);
 
 }  // namespace helix::detail

@@ -74,12 +74,40 @@ private:
     std::optional<KernelView> view_;
 };
 
+// Outputs of at most this many bytes run on the calling thread: waking the thread pool
+// costs microseconds, more than such a kernel (a decode step: 40 KiB at (1, 32 + 8, 1, 128)
+// float32 in and out).
+constexpr int64_t kSerialOutputBytes = 64 * 1024;
+
+// f(address, bytes) for every run of contiguous rows of a rank 2 to 4 CPU tensor with
+// unit feature stride, in memory order of a contiguous tensor of its shape: the rows of
+// one head are one run when they are adjacent (a contiguous output), so the streaming
+// copy works on long spans, not row by row.
+template <typename F>
+void for_each_run(const Tensor &t, F &&f) {
+    const int r = t.rank();
+    const int64_t row_elements = t.size(r - 1);
+    const bool adjacent = t.stride(r - 2) == row_elements;
+    int64_t size[3] = {1, 1, 1}, stride[3] = {0, 0, 0};
+    for (int i = 0; i < r - 1; i++) {
+        size[3 - (r - 1) + i] = t.size(i);
+        stride[3 - (r - 1) + i] = t.stride(i) * t.element_size();
+    }
+    const int64_t rows_per_run = adjacent ? size[2] : 1;
+    const size_t bytes = static_cast<size_t>(rows_per_run * row_elements * t.element_size());
+    char *base = static_cast<char *>(t.data());
+    for (int64_t a = 0; a < size[0]; a++)
+        for (int64_t b = 0; b < size[1]; b++)
+            for (int64_t c = 0; c < size[2]; c += rows_per_run)
+                f(base + a * stride[0] + b * stride[1] + c * stride[2], bytes);
+}
+
 }  // namespace
 
 // ---- sinusoidal tables --------------------------------------------------------------
 
 void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
-                       const Tensor &freqs, const Tensor &scale) {
+                       const Tensor &freqs, const Tensor &scale, Stores stores) {
     const char *op = emb.use_xpos() ? "SinusoidalEmbeddings(use_xpos)" : "SinusoidalEmbeddings";
     const int32_t n = require_int32(op, "seq_len", seq_len, 0);
     const std::string width = " (dim = " + str(emb.dim()) + ")";
@@ -122,23 +150,58 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
         }
         if (freqs.device() != Device::CPU) parts = parts.to(freqs.device());
         KernelView inv_freq_view(parts, 2);
-        KernelView freqs_view(freqs, kTableDims, emb.pairing());
-        if (emb.use_xpos()) {
-            KernelView scale_view(scale, kTableDims, emb.pairing());
-            const float scale_base = static_cast<float>(*emb.scale_base());
-            run_kernel(op, [&](void *uc) {
-                return table->sinusoidal_table_xpos(uc, inv_freq_view.raw(), accurate, n, first,
-                                                    freqs_view.start_aligned() && scale_view.start_aligned(),
-                                                    scale_base, freqs_view.raw(), scale_view.raw());
-            });
-            scale_view.mark_written(scale);
+        // Table rows [row, row + f.size(0)) into f (and s with xPos).
+        auto run_rows = [&](int32_t row, const Tensor &f, const Tensor &s) {
+            KernelView freqs_view(f, kTableDims, emb.pairing());
+            if (emb.use_xpos()) {
+                KernelView scale_view(s, kTableDims, emb.pairing());
+                const float scale_base = static_cast<float>(*emb.scale_base());
+                run_kernel(op, [&](void *uc) {
+                    return table->sinusoidal_table_xpos(uc, inv_freq_view.raw(), accurate, n, row,
+                                                        freqs_view.start_aligned() && scale_view.start_aligned(),
+                                                        scale_base, freqs_view.raw(), scale_view.raw());
+                });
+                scale_view.mark_written(s);
+            } else {
+                run_kernel(op, [&](void *uc) {
+                    return table->sinusoidal_table(uc, inv_freq_view.raw(), accurate, n, row, freqs_view.start_aligned(),
+                                                   freqs_view.raw());
+                });
+            }
+            freqs_view.mark_written(f);
+        };
+        const int64_t out_bytes = (emb.use_xpos() ? 2 : 1) * freqs.numel() * int64_t(sizeof(float));
+        StorePlan plan;
+        if (freqs.device() == Device::CPU && stores != Stores::Ordinary &&
+            (stores == Stores::Streaming || out_bytes > kSerialOutputBytes)) {
+            plan = resolve_stores(stores, out_bytes, false, [&] { return auto_store_plan(kernels, PlanClass::Table); });
+        }
+        if (plan.stores != Stores::Streaming) {
+            run_rows(first, freqs, scale);
         } else {
-            run_kernel(op, [&](void *uc) {
-                return table->sinusoidal_table(uc, inv_freq_view.raw(), accurate, n, first, freqs_view.start_aligned(),
-                                               freqs_view.raw());
+            // Tiles of rows computed serially into a thread's scratch, then streamed out.
+            const int64_t row_bytes = out_bytes / rows;
+            const int64_t block = std::max<int64_t>(1, stream_tile_bytes() / row_bytes);
+            parallel_tasks(static_cast<int>((rows + block - 1) / block), [&](int task) {
+                const SerialKernels serial;
+                const int64_t r0 = task * block, count = std::min(block, rows - r0);
+                const int64_t width = emb.dim() * int64_t(sizeof(float)), part = count * width;
+                char *scratch = thread_scratch(static_cast<size_t>(emb.use_xpos() ? 2 * part : part));
+                const Tensor f = Tensor::wrap(scratch, {count, emb.dim()}, {}, DType::Float32);
+                const Tensor s = emb.use_xpos() ? Tensor::wrap(scratch + part, {count, emb.dim()}, {}, DType::Float32)
+                                                : Tensor();
+                run_rows(static_cast<int32_t>(first + r0), f, s);
+                for (const auto &[tile, out] : {std::pair{&f, &freqs}, std::pair{&s, &scale}}) {
+                    if (!tile->defined()) continue;
+                    const char *src = static_cast<const char *>(tile->data());
+                    for_each_run(out->narrow(0, r0, count), [&](char *dst, size_t bytes) {
+                        copy_lines(src, dst, bytes, true);
+                        src += bytes;
+                    });
+                }
+                stream_fence();
             });
         }
-        freqs_view.mark_written(freqs);
     }
     if (!emb.use_xpos()) {
         // Without xPos the scale is the constant 1, for an empty table too (Zeta's
@@ -150,11 +213,6 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
 }
 
 // ---- rotate_half --------------------------------------------------------------------
-
-// Outputs of at most this many bytes run on the calling thread: waking the thread pool
-// costs microseconds, more than such a kernel (a decode step: 40 KiB at (1, 32 + 8, 1, 128)
-// float32 in and out).
-constexpr int64_t kSerialOutputBytes = 64 * 1024;
 
 void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pairing pairing) {
     const char *op = "rotate_half";
@@ -419,80 +477,74 @@ struct RotaryKernel {
             stream_fence();
         });
     }
-
-    // f(address, bytes) for every run of contiguous rows of a rank 2 to 4 CPU tensor with
-    // unit feature stride, in memory order of a contiguous tensor of its shape: the rows of
-    // one head are one run when they are adjacent (a contiguous output), so the streaming
-    // copy works on long spans, not row by row.
-    template <typename F>
-    static void for_each_run(const Tensor &t, F &&f) {
-        const int r = t.rank();
-        const int64_t row_elements = t.size(r - 1);
-        const bool adjacent = t.stride(r - 2) == row_elements;
-        int64_t size[3] = {1, 1, 1}, stride[3] = {0, 0, 0};
-        for (int i = 0; i < r - 1; i++) {
-            size[3 - (r - 1) + i] = t.size(i);
-            stride[3 - (r - 1) + i] = t.stride(i) * t.element_size();
-        }
-        const int64_t rows_per_run = adjacent ? size[2] : 1;
-        const size_t bytes = static_cast<size_t>(rows_per_run * row_elements * t.element_size());
-        char *base = static_cast<char *>(t.data());
-        for (int64_t a = 0; a < size[0]; a++)
-            for (int64_t b = 0; b < size[1]; b++)
-                for (int64_t c = 0; c < size[2]; c += rows_per_run)
-                    f(base + a * stride[0] + b * stride[1] + c * stride[2], bytes);
-    }
 };
 
-// Auto's calibration (streaming.h): seconds of one call with a plan forced, on a problem of
-// one storage class whose outputs are well above the streaming threshold: q (1, 32, R, 128)
-// and k (1, 8, R, 128), an angle table, out of place.
-class PlanTimer {
+// The calibration problem of a plan class (streaming.h): one call with a plan forced,
+// timed, on outputs well above the streaming threshold (at least 64 MiB: smaller ones may
+// still fit a large L3 and favour ordinary stores). apply_rotary: q (1, 32, R, 128) and
+// k (1, 8, R, 128), an angle table, out of place; tables: R rows of d = 128 with xPos.
+class Calibration {
 public:
-    PlanTimer(const Kernels &kernels, DType dtype, Pairing pairing) : kernels_(kernels) {
-        const int64_t d = 128, element = dtype == DType::Float32 ? 4 : 2;
-        // At least 64 MiB of outputs: smaller ones may still fit a large L3 and favour
-        // ordinary stores.
-        const int64_t out_bytes = std::max<int64_t>(2 * stream_threshold(), int64_t(64) << 20);
-        const int64_t rows = out_bytes / (40 * d * element) + 1;
-        q_ = Tensor({1, 32, rows, d}, dtype);
-        k_ = Tensor({1, 8, rows, d}, dtype);
+    Calibration(const Kernels &kernels, PlanClass c) : kernels_(kernels), class_(c) {
+        const int64_t d = 128, out_bytes = std::max<int64_t>(2 * stream_threshold(), int64_t(64) << 20);
+        if (c == PlanClass::Table) {
+            rows_ = out_bytes / (2 * d * 4) + 1;
+            q_out_ = Tensor({rows_, d});
+            k_out_ = Tensor({rows_, d});
+            return;
+        }
+        const DType dtype = c == PlanClass::Apply32                                  ? DType::Float32
+                            : kernels.find(DType::BFloat16, Pairing::HalfSplit) ? DType::BFloat16
+                                                                                  : DType::Float16;
+        const int64_t element = c == PlanClass::Apply32 ? 4 : 2;
+        rows_ = out_bytes / (40 * d * element) + 1;
+        q_ = Tensor({1, 32, rows_, d}, dtype);
+        k_ = Tensor({1, 8, rows_, d}, dtype);
         q_out_ = Tensor(q_.shape(), dtype);
         k_out_ = Tensor(k_.shape(), dtype);
         for (const Tensor *t : {&q_, &k_}) {
             std::memset(t->data(), 0x3c, static_cast<size_t>(t->numel() * element));  // 0.0115 (bf16), 1.06 (f16)
         }
-        freqs_ = SinusoidalEmbeddings(d).forward(rows).freqs;
-        options_.pairing = pairing;
+        freqs_ = SinusoidalEmbeddings(d).forward(rows_).freqs;
     }
     double operator()(const StorePlan &plan) {
-        RotaryOptions options = options_;
-        options.stores = plan.stores;
         const ScopedStreamTiles tiles(plan.heads_per_tile);
         const auto start = std::chrono::steady_clock::now();
-        apply_rotary_pos_emb(kernels_, q_, k_, RotaryTable::angles(freqs_), q_out_, k_out_, options);
+        if (class_ == PlanClass::Table) {
+            sinusoidal_window(kernels_, table_embedding(), rows_, 0, q_out_, k_out_, plan.stores);
+        } else {
+            RotaryOptions options;
+            options.stores = plan.stores;
+            apply_rotary_pos_emb(kernels_, q_, k_, RotaryTable::angles(freqs_), q_out_, k_out_, options);
+        }
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 
 private:
+    static const SinusoidalEmbeddings &table_embedding() {
+        static const SinusoidalEmbeddings emb(128, 512.0, true);
+        return emb;
+    }
     const Kernels &kernels_;
-    Tensor q_, k_, q_out_, k_out_, freqs_;
-    RotaryOptions options_;
+    PlanClass class_;
+    int64_t rows_ = 0;
+    Tensor q_, k_, q_out_, k_out_, freqs_;  // tables: freqs and scale in q_out_ and k_out_
 };
 
 }  // namespace
 
-StorePlan auto_store_plan(const Kernels &kernels, DType dtype, Pairing pairing) {
-    std::optional<PlanTimer> timer;
-    return auto_store_plan(dtype == DType::Float32 ? 4 : 2, [&](const StorePlan &p) {
-        if (!timer) timer.emplace(kernels, dtype, pairing);
-        return (*timer)(p);
+// Auto's plan for class c, timing it on its calibration problem only when needed.
+StorePlan auto_store_plan(const Kernels &kernels, PlanClass c) {
+    std::optional<Calibration> problem;
+    return auto_store_plan(c, [&](const StorePlan &p) {
+        if (!problem) problem.emplace(kernels, c);
+        return (*problem)(p);
     });
 }
 
-StorePlan calibrate_store_plan(const Kernels &kernels, DType dtype, const std::string &path, Pairing pairing) {
-    PlanTimer timer(kernels, dtype, pairing);
-    return calibrate_store_plan(dtype == DType::Float32 ? 4 : 2, std::ref(timer), path);
+StorePlan calibrate_store_plan(const Kernels &kernels, PlanClass c, const std::string &path) {
+    Calibration problem(kernels, c);
+    return calibrate_store_plan(c, std::ref(problem), path);
 }
 
 void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q, const Tensor &k, const Tensor &freqs,
@@ -670,12 +722,8 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
         StorePlan plan;
         if (q.device() == Device::CPU && options.stores != Stores::Ordinary &&
             (options.stores == Stores::Streaming || out_bytes > kSerialOutputBytes)) {
-            std::optional<PlanTimer> timer;
-            plan = resolve_stores(options.stores, out_bytes, in_place, static_cast<int>(q.element_size()),
-                                  [&](const StorePlan &p) {
-                                      if (!timer) timer.emplace(kernels, q.dtype(), options.pairing);
-                                      return (*timer)(p);
-                                  });
+            plan = resolve_stores(options.stores, out_bytes, in_place,
+                                  [&] { return auto_store_plan(kernels, apply_plan_class(q.dtype())); });
         }
         if (plan.stores == Stores::Streaming) {
             kernel.run_streamed(q_in, k_in, q_rows, *(has_k ? &*k_rows : &q_rows), q_res, k_res,

@@ -199,10 +199,21 @@ std::string to_string(const StorePlan &plan) {
     return plan.heads_per_tile ? "streaming_h" + std::to_string(plan.heads_per_tile) : "streaming";
 }
 
-const std::vector<StorePlan> &store_plan_candidates() {
-    static const std::vector<StorePlan> candidates{
-        {Stores::Ordinary, 0}, {Stores::Streaming, 0}, {Stores::Streaming, 8}};
-    return candidates;
+std::string to_string(PlanClass c) {
+    switch (c) {
+    case PlanClass::Apply32: return "apply_32bit";
+    case PlanClass::Apply16: return "apply_16bit";
+    case PlanClass::Table: return "table";
+    }
+    return "?";
+}
+
+PlanClass apply_plan_class(DType dtype) { return dtype == DType::Float32 ? PlanClass::Apply32 : PlanClass::Apply16; }
+
+const std::vector<StorePlan> &store_plan_candidates(PlanClass c) {
+    static const std::vector<StorePlan> apply{{Stores::Ordinary, 0}, {Stores::Streaming, 0}, {Stores::Streaming, 8}};
+    static const std::vector<StorePlan> table{{Stores::Ordinary, 0}, {Stores::Streaming, 0}};
+    return c == PlanClass::Table ? table : apply;
 }
 
 ScopedStreamTiles::ScopedStreamTiles(int heads_per_tile, int64_t tile_bytes)
@@ -251,34 +262,35 @@ namespace {
 
 constexpr const char *kPlanFileHeader = "helix store plan v1";
 
-// The plan file: a header, the machine signature, then "<element bytes> <plan>" lines.
-std::map<int, StorePlan> read_plans(const std::string &path) {
-    std::map<int, StorePlan> plans;
+// The plan file: a header, the machine signature, then "<class> <plan>" lines.
+std::map<std::string, StorePlan> read_plans(const std::string &path) {
+    std::map<std::string, StorePlan> plans;
     std::ifstream in(path);
     std::string header, machine;
     if (!std::getline(in, header) || header != kPlanFileHeader || !std::getline(in, machine) ||
         machine != machine_signature()) {
         return plans;
     }
-    int element_bytes = 0;
-    std::string name;
-    while (in >> element_bytes >> name) {
-        for (const StorePlan &p : store_plan_candidates()) {
-            if (to_string(p) == name) plans[element_bytes] = p;
+    std::string name, plan;
+    while (in >> name >> plan) {
+        for (PlanClass c : {PlanClass::Apply32, PlanClass::Apply16, PlanClass::Table}) {
+            for (const StorePlan &p : store_plan_candidates(c)) {
+                if (to_string(c) == name && to_string(p) == plan) plans[name] = p;
+            }
         }
     }
     return plans;
 }
 
 // Best effort: a plan that cannot be saved is timed again by the next process.
-void write_plans(const std::string &path, const std::map<int, StorePlan> &plans) {
+void write_plans(const std::string &path, const std::map<std::string, StorePlan> &plans) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
     const std::string temporary = path + ".tmp" + std::to_string(getpid());
     {
         std::ofstream out(temporary);
         out << kPlanFileHeader << "\n" << machine_signature() << "\n";
-        for (const auto &[element_bytes, plan] : plans) out << element_bytes << " " << to_string(plan) << "\n";
+        for (const auto &[name, plan] : plans) out << name << " " << to_string(plan) << "\n";
         if (!out) return;
     }
     std::filesystem::rename(temporary, path, ec);  // atomic: readers see the old or the new file
@@ -287,11 +299,11 @@ void write_plans(const std::string &path, const std::map<int, StorePlan> &plans)
 
 }  // namespace
 
-StorePlan calibrate_store_plan(int element_bytes, const std::function<double(const StorePlan &)> &time_plan,
-                               const std::string &path) {
-    std::map<int, StorePlan> plans = path.empty() ? std::map<int, StorePlan>{} : read_plans(path);
-    if (auto saved = plans.find(element_bytes); saved != plans.end()) return saved->second;
-    const std::vector<StorePlan> &candidates = store_plan_candidates();
+StorePlan calibrate_store_plan(PlanClass c, const PlanTimer &time_plan, const std::string &path) {
+    const std::string name = to_string(c);
+    std::map<std::string, StorePlan> plans = path.empty() ? std::map<std::string, StorePlan>{} : read_plans(path);
+    if (auto saved = plans.find(name); saved != plans.end()) return saved->second;
+    const std::vector<StorePlan> &candidates = store_plan_candidates(c);
     std::vector<std::vector<double>> times(candidates.size());
     for (const StorePlan &p : candidates) time_plan(p);  // warm-up: page faults, first-call costs
     for (int round = 0; round < 5; round++) {
@@ -303,32 +315,31 @@ StorePlan calibrate_store_plan(int element_bytes, const std::function<double(con
         if (times[i][2] < times[best][2]) best = i;
     }
     if (!path.empty()) {
-        plans = read_plans(path);  // another process may have added the other class meanwhile
-        plans[element_bytes] = candidates[best];
+        plans = read_plans(path);  // another process may have added another class meanwhile
+        plans[name] = candidates[best];
         write_plans(path, plans);
     }
     return candidates[best];
 }
 
-StorePlan auto_store_plan(int element_bytes, const std::function<double(const StorePlan &)> &time_plan) {
+StorePlan auto_store_plan(PlanClass c, const PlanTimer &time_plan) {
     static const Stores forced = stores_override(std::getenv("HELIX_STORES"));
     if (forced != Stores::Auto) return {forced, 0};
     // Once per class and process (other threads wait for it); the file spares later processes.
     static std::mutex mutex;
-    static std::map<int, StorePlan> chosen;
+    static std::map<PlanClass, StorePlan> chosen;
     std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = chosen.find(element_bytes); it != chosen.end()) return it->second;
-    const StorePlan plan = calibrate_store_plan(element_bytes, time_plan, plan_file_path());
-    chosen[element_bytes] = plan;
+    if (auto it = chosen.find(c); it != chosen.end()) return it->second;
+    const StorePlan plan = calibrate_store_plan(c, time_plan, plan_file_path());
+    chosen[c] = plan;
     return plan;
 }
 
-StorePlan resolve_stores(Stores requested, int64_t bytes, bool in_place, int element_bytes,
-                         const std::function<double(const StorePlan &)> &time_plan) {
+StorePlan resolve_stores(Stores requested, int64_t bytes, bool in_place, const std::function<StorePlan()> &auto_plan) {
     if (requested == Stores::Ordinary || !non_temporal_stores_available()) return {};
     if (requested == Stores::Streaming) return {Stores::Streaming, forced_heads_per_tile};
     if (in_place || bytes <= stream_threshold()) return {};
-    return auto_store_plan(element_bytes, time_plan);
+    return auto_plan();
 }
 
 SerialKernels::SerialKernels() : previous_(serial_kernels) { serial_kernels = true; }

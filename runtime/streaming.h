@@ -25,8 +25,8 @@ void stream_fence();
 // Whether copy_lines can bypass the caches on this CPU (x86-64: SSE2 and up).
 bool non_temporal_stores_available();
 
-// How a large output is written: one of store_plan_candidates(), which this machine's
-// calibration picks per storage class (SPEC section 5: chosen where the library runs, by
+// How a large output is written: one of its class's store_plan_candidates(), which this
+// machine's calibration picks (SPEC section 5: chosen where the library runs, by
 // measurement). Streaming tiles hold `heads_per_tile` heads (of every batch) of a block of
 // rows, or every head when 0: fewer heads per tile means fewer input streams per task, more
 // heads means the coefficients of a row are formed once for more of them.
@@ -36,32 +36,38 @@ struct StorePlan {
     bool operator==(const StorePlan &o) const { return stores == o.stores && heads_per_tile == o.heads_per_tile; }
 };
 std::string to_string(const StorePlan &plan);  // "ordinary", "streaming", "streaming_h8"
-const std::vector<StorePlan> &store_plan_candidates();
+
+// The kinds of output with a plan of their own: apply_rotary's of 32- and 16-bit elements
+// (read and written), the tables (write only).
+enum class PlanClass { Apply32, Apply16, Table };
+std::string to_string(PlanClass c);  // "apply_32bit", "apply_16bit", "table"
+PlanClass apply_plan_class(DType dtype);
+const std::vector<StorePlan> &store_plan_candidates(PlanClass c);
+
+// Seconds of one call of the class's calibration problem with a plan forced.
+using PlanTimer = std::function<double(const StorePlan &)>;
 
 // The plan of a call: ordinary for `requested` Ordinary and on CPUs without non-temporal
 // stores; `requested` Streaming streams with the thread's tiles (ScopedStreamTiles, else
 // every head); Auto is ordinary for outputs that are their inputs or of at most
-// stream_threshold() bytes, else auto_store_plan(element_bytes, time_plan).
-StorePlan resolve_stores(Stores requested, int64_t bytes, bool in_place, int element_bytes,
-                         const std::function<double(const StorePlan &)> &time_plan);
+// stream_threshold() bytes, else auto_plan() (the class's auto_store_plan).
+StorePlan resolve_stores(Stores requested, int64_t bytes, bool in_place, const std::function<StorePlan()> &auto_plan);
 
-// Auto's plan for outputs above the threshold, per storage class (element_bytes 4 or 2):
-// HELIX_STORES=ordinary|streaming forces one (streaming with every head per tile); else
-// the plan saved for this machine in the plan file (plan_file_path()), else the fastest
-// candidate timed once in this process with time_plan (seconds of one call with that plan
-// forced: the median of 5 rounds), then saved. An unknown HELIX_STORES is an Error.
-StorePlan auto_store_plan(int element_bytes, const std::function<double(const StorePlan &)> &time_plan);
+// Auto's plan for outputs above the threshold: HELIX_STORES=ordinary|streaming forces one
+// (streaming with every head per tile); else the class's plan saved for this machine in
+// the plan file (plan_file_path()), else the fastest candidate timed once in this process
+// with time_plan, then saved. An unknown HELIX_STORES is an Error.
+StorePlan auto_store_plan(PlanClass c, const PlanTimer &time_plan);
 
-// The calibration itself, for a given file ("" for none): reads the plan of the class
-// from `path` if the file was written on this machine (the same machine_signature()), else
-// times every candidate (5 rounds, interleaved), keeps the fastest median and rewrites the
-// file with it.
-StorePlan calibrate_store_plan(int element_bytes, const std::function<double(const StorePlan &)> &time_plan,
-                               const std::string &path);
+// The calibration itself, for a given file ("" for none): reads the class's plan from
+// `path` if the file was written on this machine (the same machine_signature()), else times
+// every candidate (a warm-up, then 5 rounds, interleaved), keeps the fastest median and
+// rewrites the file with it.
+StorePlan calibrate_store_plan(PlanClass c, const PlanTimer &time_plan, const std::string &path);
 // The CPU model, logical CPUs and L2 size: a plan file from another machine is not used.
 std::string machine_signature();
-// HELIX_PLAN_FILE when set ("" or "none": no file), else $XDG_CACHE_HOME/helix/store-plan
-// or ~/.cache/helix/store-plan.
+// HELIX_PLAN_FILE when set ("none": no file), else $XDG_CACHE_HOME/helix/store-plan or
+// ~/.cache/helix/store-plan.
 std::string plan_file_path();
 // HELIX_STORES's meaning: Auto for unset, empty or "auto", Ordinary, Streaming; else Error.
 Stores stores_override(const char *value);

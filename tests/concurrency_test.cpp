@@ -179,7 +179,7 @@ TEST(Concurrency, OneStorePlanCalibrationForManyThreads) {
     std::vector<std::thread> threads;
     for (size_t i = 0; i < plans.size(); i++) {
         threads.emplace_back([&, i] {
-            plans[i] = detail::auto_store_plan(4, [&](const detail::StorePlan &p) {
+            plans[i] = detail::auto_store_plan(detail::PlanClass::Apply32, [&](const detail::StorePlan &p) {
                 timed++;
                 return p.stores == Stores::Ordinary ? 1.0 : 2.0;
             });
@@ -187,7 +187,9 @@ TEST(Concurrency, OneStorePlanCalibrationForManyThreads) {
     }
     for (std::thread &t : threads) t.join();
     const char *forced = std::getenv("HELIX_STORES");
-    if (!forced || !*forced) EXPECT_EQ(timed.load(), 6 * static_cast<int>(detail::store_plan_candidates().size()));
+    if (!forced || !*forced) {
+        EXPECT_EQ(timed.load(), 6 * static_cast<int>(detail::store_plan_candidates(detail::PlanClass::Apply32).size()));
+    }
     for (const detail::StorePlan &p : plans) EXPECT_EQ(p, plans[0]);
 }
 

@@ -493,8 +493,13 @@ Case tables_case(const KernelSet &set, Generator &g) {
     const double theta = g.pick<double>({10.0, 1e4, 5e5, 1e6}), scale_base = g.pick<double>({4.0, 64.0, 8192.0});
     const Pairing pairing = g.chance(50) ? Pairing::Interleaved : Pairing::HalfSplit;
     const SinusoidalEmbeddings emb(d, scale_base, xpos, theta, pairing);
+    // CPU stores, and small tiles for many of them when streaming.
+    const Stores stores =
+        set.device == Device::CPU ? g.pick<Stores>({Stores::Auto, Stores::Ordinary, Stores::Streaming}) : Stores::Auto;
+    const int64_t tile_bytes = stores == Stores::Streaming && g.chance(50) ? 4096 : 0;
     g.log += to_string(pairing) + " tables d " + std::to_string(d) + " seq_len " + std::to_string(seq_len) + " window [" +
-             std::to_string(start) + ", +" + std::to_string(rows) + ")" + (xpos ? " xpos" : "") + "; freqs";
+             std::to_string(start) + ", +" + std::to_string(rows) + ")" + (xpos ? " xpos" : "") + " stores " +
+             to_string(stores) + " tile bytes " + std::to_string(tile_bytes) + "; freqs";
     Tensor freqs = g.view({rows, d}, false);
     g.log += "; scale";
     Tensor scale = g.view(xpos ? std::vector<int64_t>{rows, d} : std::vector<int64_t>{1}, false);
@@ -515,7 +520,10 @@ Case tables_case(const KernelSet &set, Generator &g) {
         if (!defect.empty()) g.log += "; defect in " + defect;
     }
     const KernelSet *s = &set;
-    return Case{[=] { run_tables(*s, emb, len, first, freqs, scale); },
+    return Case{[=] {
+                    const detail::ScopedStreamTiles tiles(0, tile_bytes);
+                    run_tables(*s, emb, len, first, freqs, scale, stores);
+                },
                 {freqs, scale},
                 defect,
                 [=] {

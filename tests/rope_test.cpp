@@ -81,6 +81,38 @@ TEST_P(Tables, XposScaleIsWithinFourUlpOfFloat64Pow) {
 
 // Interleaved tables lay the angles out as f0 f0 f1 f1 ... (rotary-embedding-torch), the
 // xPos scale likewise; each value bit for bit (angles) or within 4 ulp (scale) as above.
+// Streamed tables (Stores::Streaming: tiles of rows computed into scratch, streamed out)
+// hold the bits of ordinary ones: windows that start inside the table, many small tiles with
+// a ragged last one, padded rows, both pairings, xPos or not, both angle modes.
+TEST_P(Tables, StreamedTablesMatchOrdinaryOnes) {
+    if (GetParam().device != Device::CPU) GTEST_SKIP() << "stores apply to CPU kernels only";
+    for (const Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+        if (!GetParam().get().find(pairing)) continue;
+        for (const bool xpos : {false, true}) {
+            for (const AngleMode angles : {AngleMode::Fp32, AngleMode::Accurate}) {
+                const SinusoidalEmbeddings emb(80, 64.0, xpos, 10000.0, pairing, {}, angles);
+                const int64_t n = 1000, start = 37, rows = 900;
+                Tensor result[2][2];
+                for (int variant = 0; variant < 2; variant++) {
+                    // 4 KiB tiles: 12 rows of d = 80 floats per tile (6 with xPos's second table).
+                    const detail::ScopedStreamTiles tiles(0, 4096);
+                    Tensor &f = result[variant][0], &sc = result[variant][1];
+                    f = make_tensor({rows, 80}, Layout::PaddedRows);
+                    sc = xpos ? make_tensor({rows, 80}, Layout::PaddedRows) : Tensor({1});
+                    detail::sinusoidal_window(GetParam().get(), emb, n, start, f, sc,
+                                              variant ? Stores::Streaming : Stores::Ordinary);
+                }
+                const std::string what = to_string(pairing) + (xpos ? " xpos " : " ") + to_string(angles);
+                expect_same_bits(result[0][0], result[1][0], what + " freqs");
+                expect_same_bits(result[0][1], result[1][1], what + " scale");
+                // And the window's rows are the whole table's.
+                const RotaryTables whole = tables(emb, n);
+                expect_same_bits(whole.freqs.narrow(0, start, rows).contiguous(), result[1][0].contiguous(), what);
+            }
+        }
+    }
+}
+
 TEST_P(Tables, InterleavedTablesRepeatEachFrequencyTwice) {
     for (int64_t dim : {2, 10, 64}) {
         for (bool xpos : {false, true}) {

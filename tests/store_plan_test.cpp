@@ -47,45 +47,65 @@ struct FakeTimer {
 
 FakeTimer h8_fastest() { return FakeTimer{{{"ordinary", 3.0}, {"streaming", 2.0}, {"streaming_h8", 1.0}}, "ordinary"}; }
 
+using detail::PlanClass;
+const PlanClass kClasses[] = {PlanClass::Apply16, PlanClass::Apply32, PlanClass::Table};  // as the file lists them
+
+int candidates(PlanClass c) { return static_cast<int>(detail::store_plan_candidates(c).size()); }
+
 TEST(StorePlan, CandidatesAreOrdinaryAndStreamingTiles) {
-    const auto &c = detail::store_plan_candidates();
-    ASSERT_GE(c.size(), 2u);
-    EXPECT_EQ(detail::to_string(c[0]), "ordinary");
-    EXPECT_EQ(detail::to_string(c[1]), "streaming");
-    for (const StorePlan &p : c) EXPECT_NE(p.stores, Stores::Auto);
+    for (PlanClass pc : kClasses) {
+        const auto &c = detail::store_plan_candidates(pc);
+        ASSERT_GE(c.size(), 2u);
+        EXPECT_EQ(detail::to_string(c[0]), "ordinary");
+        EXPECT_EQ(detail::to_string(c[1]), "streaming");
+        for (const StorePlan &p : c) EXPECT_NE(p.stores, Stores::Auto);
+    }
+    EXPECT_EQ(detail::apply_plan_class(DType::Float32), PlanClass::Apply32);
+    EXPECT_EQ(detail::apply_plan_class(DType::BFloat16), PlanClass::Apply16);
+    EXPECT_EQ(detail::apply_plan_class(DType::Float16), PlanClass::Apply16);
 }
 
 TEST(StorePlan, CalibrationKeepsTheFastestMedianAndSavesIt) {
     const std::string path = temporary_path("plan") + "/sub/store-plan";  // directories are made
     FakeTimer timer = h8_fastest();
-    const StorePlan plan = detail::calibrate_store_plan(4, std::ref(timer), path);
+    const StorePlan plan = detail::calibrate_store_plan(PlanClass::Apply32, std::ref(timer), path);
     EXPECT_EQ(detail::to_string(plan), "streaming_h8");
     // A warm-up and 5 rounds of each candidate.
-    EXPECT_EQ(timer.calls, 6 * static_cast<int>(detail::store_plan_candidates().size()));
-    EXPECT_EQ(read(path), "helix store plan v1\n" + detail::machine_signature() + "\n4 streaming_h8\n");
+    EXPECT_EQ(timer.calls, 6 * candidates(PlanClass::Apply32));
+    EXPECT_EQ(read(path), "helix store plan v1\n" + detail::machine_signature() + "\napply_32bit streaming_h8\n");
 
     // The next process reads it: no timing.
     FakeTimer never;
-    EXPECT_EQ(detail::calibrate_store_plan(4, std::ref(never), path), plan);
+    EXPECT_EQ(detail::calibrate_store_plan(PlanClass::Apply32, std::ref(never), path), plan);
     EXPECT_EQ(never.calls, 0);
 
-    // Another class is timed and added beside it.
+    // Other classes are timed and added beside it.
     FakeTimer ordinary_fastest{{{"ordinary", 1.0}, {"streaming", 2.0}, {"streaming_h8", 3.0}}, "streaming"};
-    EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(2, std::ref(ordinary_fastest), path)), "ordinary");
-    EXPECT_EQ(read(path), "helix store plan v1\n" + detail::machine_signature() + "\n2 ordinary\n4 streaming_h8\n");
+    EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(PlanClass::Apply16, std::ref(ordinary_fastest), path)),
+              "ordinary");
+    FakeTimer streaming_fastest{{{"ordinary", 2.0}, {"streaming", 1.0}}, "ordinary"};
+    EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(PlanClass::Table, std::ref(streaming_fastest), path)),
+              "streaming");
+    EXPECT_EQ(streaming_fastest.calls, 6 * candidates(PlanClass::Table));
+    EXPECT_EQ(read(path), "helix store plan v1\n" + detail::machine_signature() +
+                              "\napply_16bit ordinary\napply_32bit streaming_h8\ntable streaming\n");
     std::filesystem::remove_all(std::filesystem::path(path).parent_path().parent_path());
 }
 
 TEST(StorePlan, AFileFromAnotherMachineOrDamagedIsTimedAgain) {
     const std::string path = temporary_path("foreign");
     for (const std::string &contents :
-         {std::string("helix store plan v1\nAnother CPU|64 threads|L2 1048576\n4 ordinary\n"), std::string("garbage\n\x01\x02"),
-          "helix store plan v1\n" + detail::machine_signature() + "\n4 no_such_plan\n", std::string()}) {
+         {std::string("helix store plan v1\nAnother CPU|64 threads|L2 1048576\napply_32bit ordinary\n"),
+          std::string("garbage\n\x01\x02"),
+          "helix store plan v1\n" + detail::machine_signature() + "\napply_32bit no_such_plan\n",
+          "helix store plan v1\n" + detail::machine_signature() + "\ntable streaming_h8\n",  // not a table plan
+          std::string()}) {
         std::ofstream(path) << contents;
         FakeTimer timer = h8_fastest();
-        EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(4, std::ref(timer), path)), "streaming_h8");
+        EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(PlanClass::Apply32, std::ref(timer), path)),
+                  "streaming_h8");
         EXPECT_GT(timer.calls, 0) << contents;
-        EXPECT_EQ(read(path), "helix store plan v1\n" + detail::machine_signature() + "\n4 streaming_h8\n");
+        EXPECT_EQ(read(path), "helix store plan v1\n" + detail::machine_signature() + "\napply_32bit streaming_h8\n");
     }
     std::filesystem::remove(path);
 }
@@ -93,7 +113,8 @@ TEST(StorePlan, AFileFromAnotherMachineOrDamagedIsTimedAgain) {
 TEST(StorePlan, WithoutAFileOrAWritableOneItStillChooses) {
     for (const std::string path : {std::string(), std::string("/proc/helix-cannot-write/store-plan")}) {
         FakeTimer timer = h8_fastest();
-        EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(4, std::ref(timer), path)), "streaming_h8");
+        EXPECT_EQ(detail::to_string(detail::calibrate_store_plan(PlanClass::Apply32, std::ref(timer), path)),
+                  "streaming_h8");
     }
 }
 
@@ -121,48 +142,50 @@ TEST(StorePlan, HelixStoresOverride) {
 // explicitly streams (in place too) with the thread's tiles.
 TEST(StorePlan, WhereAPlanApplies) {
     const int64_t large = detail::stream_threshold() + 1;
-    int timed = 0;
-    auto timer = [&](const StorePlan &) { return ++timed, 1.0; };
-    EXPECT_EQ(detail::resolve_stores(Stores::Ordinary, large, false, 4, timer), StorePlan{});
-    EXPECT_EQ(detail::resolve_stores(Stores::Auto, large, true, 4, timer), StorePlan{});
-    EXPECT_EQ(detail::resolve_stores(Stores::Auto, detail::stream_threshold(), false, 4, timer), StorePlan{});
-    EXPECT_EQ(timed, 0);
+    int asked = 0;
+    const StorePlan streaming_h8{Stores::Streaming, 8};
+    auto plan = [&] { return ++asked, streaming_h8; };
+    EXPECT_EQ(detail::resolve_stores(Stores::Ordinary, large, false, plan), StorePlan{});
+    EXPECT_EQ(detail::resolve_stores(Stores::Auto, large, true, plan), StorePlan{});
+    EXPECT_EQ(detail::resolve_stores(Stores::Auto, detail::stream_threshold(), false, plan), StorePlan{});
+    EXPECT_EQ(asked, 0);
     if (!detail::non_temporal_stores_available()) {
-        EXPECT_EQ(detail::resolve_stores(Stores::Streaming, 64, false, 4, timer), StorePlan{});
+        EXPECT_EQ(detail::resolve_stores(Stores::Streaming, 64, false, plan), StorePlan{});
+        EXPECT_EQ(detail::resolve_stores(Stores::Auto, large, false, plan), StorePlan{});
         return;
     }
-    EXPECT_EQ(detail::resolve_stores(Stores::Streaming, 64, false, 4, timer), (StorePlan{Stores::Streaming, 0}));
-    EXPECT_EQ(detail::resolve_stores(Stores::Streaming, large, true, 4, timer), (StorePlan{Stores::Streaming, 0}));
+    EXPECT_EQ(detail::resolve_stores(Stores::Auto, large, false, plan), streaming_h8);
+    EXPECT_EQ(asked, 1);
+    EXPECT_EQ(detail::resolve_stores(Stores::Streaming, 64, false, plan), (StorePlan{Stores::Streaming, 0}));
+    EXPECT_EQ(detail::resolve_stores(Stores::Streaming, large, true, plan), (StorePlan{Stores::Streaming, 0}));
     const detail::ScopedStreamTiles tiles(8);
-    EXPECT_EQ(detail::resolve_stores(Stores::Streaming, 64, false, 2, timer), (StorePlan{Stores::Streaming, 8}));
-    EXPECT_EQ(timed, 0);
+    EXPECT_EQ(detail::resolve_stores(Stores::Streaming, 64, false, plan), streaming_h8);
+    EXPECT_EQ(asked, 1);
 }
 
 // The real calibration on this machine with the tuned kernels: it times and picks a
-// candidate for each storage class and saves it; Auto's process-wide plan is a candidate too
-// and is kept (a second call times nothing).
+// candidate for each class and saves it; Auto's process-wide plan is a candidate too and is
+// kept (a second call times nothing).
 TEST(StorePlan, CalibratesTheTunedKernelsOnThisMachine) {
     if (!detail::non_temporal_stores_available()) GTEST_SKIP() << "no non-temporal stores on this CPU";
     const std::string path = temporary_path("tuned");
-    auto known = [](const StorePlan &plan) {
-        for (const StorePlan &p : detail::store_plan_candidates()) {
+    auto known = [](PlanClass c, const StorePlan &plan) {
+        for (const StorePlan &p : detail::store_plan_candidates(c)) {
             if (p == plan) return true;
         }
         return false;
     };
     std::string expected = "helix store plan v1\n" + detail::machine_signature() + "\n";
-    for (DType dtype : {DType::BFloat16, DType::Float32}) {  // the file lists 2 before 4
-        if (!detail::kernels_tuned().find(dtype, Pairing::HalfSplit)) continue;
-        const StorePlan plan = detail::calibrate_store_plan(detail::kernels_tuned(), dtype, path);
-        EXPECT_TRUE(known(plan)) << detail::to_string(plan);
-        expected += (dtype == DType::Float32 ? "4 " : "2 ") + detail::to_string(plan) + "\n";
+    for (PlanClass c : kClasses) {
+        const StorePlan plan = detail::calibrate_store_plan(detail::kernels_tuned(), c, path);
+        EXPECT_TRUE(known(c, plan)) << detail::to_string(plan);
+        expected += detail::to_string(c) + " " + detail::to_string(plan) + "\n";
         EXPECT_EQ(read(path), expected);
 
-        const StorePlan chosen = detail::auto_store_plan(detail::kernels_tuned(), dtype);
-        EXPECT_TRUE(known(chosen)) << detail::to_string(chosen);
+        const StorePlan chosen = detail::auto_store_plan(detail::kernels_tuned(), c);
+        EXPECT_TRUE(known(c, chosen)) << detail::to_string(chosen);
         int timed = 0;
-        const int element_bytes = dtype == DType::Float32 ? 4 : 2;
-        EXPECT_EQ(detail::auto_store_plan(element_bytes, [&](const StorePlan &) { return ++timed, 1.0; }), chosen);
+        EXPECT_EQ(detail::auto_store_plan(c, [&](const StorePlan &) { return ++timed, 1.0; }), chosen);
         EXPECT_EQ(timed, 0);
     }
     std::filesystem::remove(path);

@@ -45,9 +45,9 @@ inline void to_host(const KernelSet &set, const Tensor &device, const Tensor &ho
 }
 
 inline void run_tables(const KernelSet &set, const SinusoidalEmbeddings &emb, int64_t seq_len, int64_t start,
-                       const Tensor &freqs, const Tensor &scale) {
+                       const Tensor &freqs, const Tensor &scale, Stores stores = Stores::Auto) {
     const Tensor f = device_output(set, freqs), s = device_output(set, scale);
-    detail::sinusoidal_window(set.get(), emb, seq_len, start, f, s);
+    detail::sinusoidal_window(set.get(), emb, seq_len, start, f, s, stores);
     to_host(set, f, freqs);
     to_host(set, s, scale);
 }

@@ -222,8 +222,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                                       in.ConsumeBool() ? helix::Pairing::Interleaved : helix::Pairing::HalfSplit,
                                                       scaling, angles);
                 if (in.ConsumeBool()) {
-                    helix::detail::sinusoidal_window(kernels, emb, seq_len, start, freqs.tensor,
-                                                     in.ConsumeBool() ? freqs.tensor : scale.tensor);
+                    const helix::Tensor &scale_out = in.ConsumeBool() ? freqs.tensor : scale.tensor;
+                    const auto stores = static_cast<helix::Stores>(in.ConsumeIntegralInRange<int>(0, 2));
+                    const helix::detail::ScopedStreamTiles tiles(0, in.ConsumeBool() ? 4096 : 0);
+                    helix::detail::sinusoidal_window(kernels, emb, seq_len, start, freqs.tensor, scale_out, stores);
                 } else if (seq_len >= 0 && seq_len < 2000) {
                     emb.forward(seq_len);
                 }
