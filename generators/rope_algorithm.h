@@ -77,27 +77,32 @@ inline Expr xpos_power(Expr t, Expr seq_len, Expr scale_base) {
     return Halide::strict_float((cast<float>(t) - cast<float>(seq_len / 2)) / scale_base);
 }
 
-// 2^x in double, vectorizable (Halide's pow/exp call libm once per lane). Degree-10
-// polynomial on [-1/2, 1/2]: relative error < 1e-11, far below the float32 result's ulp.
-// x is clamped to +-200, beyond which the float32 result is 0 or inf anyway.
-inline Expr exp2_f64(Expr x) {
+// 2^x of a double x, as a float32 within 2 ulp, vectorizable (Halide's pow and exp call
+// libm once per lane): x = k + f with k = round(x) and |f| <= 1/2 (exact in double); 2^f =
+// e^(f ln 2) by its degree-7 Taylor polynomial in float32 (truncation below 6e-9, the
+// evaluation and f's rounding to float32 within about 1.5 ulp); then scaled by 2^k in two
+// exact power-of-two steps, so that a subnormal result is rounded once and a large one
+// overflows to inf. x is clamped to +-200, beyond which the result is 0 or inf anyway.
+inline Expr exp2_to_f32(Expr x) {
     x = Halide::clamp(x, f64(-200.0), f64(200.0));
     Expr k = Halide::round(x);
-    Expr f = (x - k) * f64(0.69314718055994530942);  // f * ln 2, |f| <= 0.347
-    Expr p = f64(1.0 / 3628800.0);
-    const double inv_fact[] = {1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
-                               1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
-    for (double c : inv_fact) p = p * f + f64(c);
-    Expr two_k = Halide::reinterpret(Float(64), cast<int64_t>(k + f64(1023.0)) << 52);
-    return p * two_k;
+    Expr y = cast<float>(x - k) * 0.693147180559945309f;  // f ln 2, |y| <= 0.347
+    Expr p = 1.0f / 5040.0f;
+    for (float c : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f}) p = p * y + c;
+    // k as an integer through int64, as a double converts everywhere (RISC-V included).
+    Expr ki = cast<int32_t>(cast<int64_t>(k));
+    Expr k1 = ki / 2, k2 = ki - k1;  // each in [-100, 100]: 2^k1 and 2^k2 are normal floats
+    auto pow2 = [](Expr e) { return Halide::reinterpret(Float(32), (e + 127) << 23); };
+    return p * pow2(k1) * pow2(k2);
 }
 
-// zeta^power to within one float32 ulp: the product power * log2(zeta) is formed in
-// double, since float32 alone loses up to ~80 ulp at long positions (SPEC section 4).
-// strict_float: the table kernel and the no-table apply kernel evaluate it alike, bit for
-// bit, whatever else their expressions let LLVM fuse or reorder.
+// zeta^power to within 4 float32 ulp (SPEC section 4; about 2 here): the product power *
+// log2(zeta) is formed in double, since float32 alone loses up to ~80 ulp at long
+// positions; 2^x then needs float32 only (exp2_to_f32). strict_float: the table kernel and
+// the no-table apply kernel evaluate it alike, bit for bit, whatever else their
+// expressions let LLVM fuse or reorder.
 inline Expr xpos_scale(Expr log2_zeta_f64, Expr power) {
-    return Halide::strict_float(cast<float>(exp2_f64(cast<double>(power) * log2_zeta_f64)));
+    return Halide::strict_float(exp2_to_f32(cast<double>(power) * log2_zeta_f64));
 }
 
 inline Expr log2_f64(Expr x) { return Halide::log(cast<double>(x)) * f64(1.4426950408889634074); }

@@ -155,12 +155,14 @@ inline void copy_rows(Func out, Var f, const Vars &v, int lanes) {
 }
 
 // A table over (jj, half, n) whose row value does not depend on half: the row is
-// computed once (row_value, over (jj, n)) and stored to both halves.
+// computed once (row_value, over (jj, n)) and stored to both halves. Row values are made
+// per task (64 rows): per row, each would be a heap allocation (its width is not a
+// constant), which cost more than the row.
 inline void table(Func out, Func row_value, const Vars &v, const Target &t) {
     Var io{"io"}, ii{"ii"};
     out.split(v.n, io, ii, 4 * kRowsPerTask, TailStrategy::GuardWithIf).parallel(io);
     vectorize_row(out, v, t);
-    row_value.compute_at(out, ii).vectorize(v.jj, lanes(t), TailStrategy::GuardWithIf);
+    row_value.compute_at(out, io).vectorize(v.jj, lanes(t), TailStrategy::GuardWithIf);
 }
 
 }  // namespace cpu
