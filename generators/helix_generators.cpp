@@ -121,9 +121,6 @@ public:
             }
             return;
         }
-        // The (part, jj) pairs of inv_freq de-interleaved once (H values): the rows read
-        // contiguous vectors, not every other float.
-        inv_freq.in().compute_root();
         cpu::table(freqs, angle_, v, get_target());
         // Each angle mode evaluates only its own angle (the blend of both would otherwise
         // compute the double-precision one for float32 tables too).
