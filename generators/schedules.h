@@ -134,13 +134,13 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
 }
 
 // A pointwise output over (jj, half, n, h, b) rows: rotate_half. Tasks of 256 rows
-// (128 KiB at d = 128): 16-row tasks ran at half the speed (scheduling overhead).
+// (128 KiB at d = 128) of one head: 16-row tasks ran at half the speed (scheduling
+// overhead). The row blocks and the heads are two nested parallel loops, not one fused
+// task index: through a fused index Halide bounds the pair of a vector over a range of heads
+// (not a constant size), and allocated it on the heap once per vector (7x slower).
 inline void rows(Func out, Func pair, const Vars &v, const Target &t) {
-    Var io{"io"}, ii{"ii"}, hb{"hb"}, task{"task"};
-    out.split(v.n, io, ii, 16 * kRowsPerTask, TailStrategy::GuardWithIf)
-        .fuse(v.h, v.b, hb)
-        .fuse(io, hb, task)
-        .parallel(task);
+    Var io{"io"}, ii{"ii"}, hb{"hb"};
+    out.split(v.n, io, ii, 16 * kRowsPerTask, TailStrategy::GuardWithIf).fuse(v.h, v.b, hb).parallel(io).parallel(hb);
     vectorize_row(out, v, t, pair);
 }
 

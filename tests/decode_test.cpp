@@ -163,5 +163,29 @@ TEST(DecodeStep, TheHooksSeeAllocationsAndPoolTasks) {
     EXPECT_GT(counted_over([&] { apply_rotary_pos_emb(q, k, tables.freqs, {}, q, k); }).pool_tasks, 0);
 }
 
+// Large outputs run on the thread pool, but their kernels' per-vector temporaries (the pair
+// of a vector, computed before its two stores) live on the stack: a heap allocation per
+// vector made rotate_half 7x slower (found by the bench; its pair was bounded over a range of
+// heads through a fused task index: 32770 allocations a call here). rotate_half and
+// apply_rotary of (1, 8, 512, 128): 8192 vectors per call; the allocations allowed are the
+// tasks' own (apply's coefficient tiles: two per 16-row task, 66 a call).
+TEST(LargeOutputs, NoHeapAllocationPerVector) {
+    ASSERT_TRUE(hooks_installed);
+    const Tensor x({1, 8, 512, 128}), out({1, 8, 512, 128});
+    const RotaryTables tables = SinusoidalEmbeddings(128).forward(512);
+    for (DType dtype : kernel_element_types()) {
+        const Tensor xd(x.shape(), dtype), od(x.shape(), dtype);
+        rotate_half(xd, od);
+        const Counts rh = counted_over([&] { rotate_half(xd, od); });
+        EXPECT_LE(rh.allocations, 128) << "rotate_half " << to_string(dtype);
+        RotaryOptions ordinary;
+        ordinary.stores = Stores::Ordinary;
+        apply_rotary_pos_emb(xd, Tensor(), RotaryTable::angles(tables.freqs), od, Tensor(), ordinary);
+        const Counts apply = counted_over(
+            [&] { apply_rotary_pos_emb(xd, Tensor(), RotaryTable::angles(tables.freqs), od, Tensor(), ordinary); });
+        EXPECT_LE(apply.allocations, 128) << "apply_rotary " << to_string(dtype);
+    }
+}
+
 }  // namespace
 }  // namespace helix
