@@ -287,6 +287,10 @@ def main(run_dir):
         f"{ctx.get('num_cpus', '?')} CPUs, caches: {caches}; helix threads {ctx.get('helix_threads', '?')}, "
         f"device {ctx.get('helix_device', '?')}.",
         "",
+        "Store plans (Stores::Auto, chosen on this machine; the tuned rows run them): "
+        + (", ".join(f"{k[len('store_plan_'):]}: {v}" for k, v in sorted(ctx.items()) if k.startswith("store_plan_"))
+           or "none recorded"),
+        "",
         "Best copy (the roofline) per case: "
         + "; ".join(f"{s}/{d}: {w[0]}" for (k, s, d), w in sorted(won.items(), key=lambda i: order(*i[0]))),
         "",
