@@ -64,20 +64,29 @@ inline void copy_part(CopyKind kind, const char *src, char *dst, size_t bytes) {
 
 }  // namespace detail
 
-// Copies the bytes of CPU tensor src into dst (same size), split over `threads` threads.
-inline void parallel_copy(const Tensor &src, const Tensor &dst, unsigned threads, CopyKind kind = CopyKind::Memcpy) {
-    const size_t bytes = size_t(src.numel()) * size_t(src.element_size());
-    // Chunks of whole 64-byte lines, so no two threads write one line.
+namespace detail {
+
+// part(begin, end) for `threads` byte ranges of [0, bytes) on threads of their own: chunks
+// of whole 64-byte lines, so no two threads write one line.
+template <typename Part>
+void split_over_threads(size_t bytes, unsigned threads, Part &&part) {
     const size_t chunk = (bytes / threads + 63) / 64 * 64;
     std::vector<std::thread> pool;
     for (unsigned t = 0; t < threads; t++) {
         const size_t begin = std::min(bytes, t * chunk), end = std::min(bytes, begin + chunk);
-        pool.emplace_back([&, begin, end] {
-            detail::copy_part(kind, static_cast<const char *>(src.data()) + begin, static_cast<char *>(dst.data()) + begin,
-                              end - begin);
-        });
+        pool.emplace_back([&part, begin, end] { part(begin, end); });
     }
     for (auto &t : pool) t.join();
+}
+
+}  // namespace detail
+
+// Copies the bytes of CPU tensor src into dst (same size), split over `threads` threads.
+inline void parallel_copy(const Tensor &src, const Tensor &dst, unsigned threads, CopyKind kind = CopyKind::Memcpy) {
+    const auto *from = static_cast<const char *>(src.data());
+    auto *to = static_cast<char *>(dst.data());
+    detail::split_over_threads(size_t(src.numel()) * size_t(src.element_size()), threads,
+                               [&](size_t begin, size_t end) { detail::copy_part(kind, from + begin, to + begin, end - begin); });
 }
 
 // The fills behind a write-only kernel's roofline (the tables): the same three ways of
@@ -134,14 +143,9 @@ inline const char *fill_name(CopyKind kind) {
 
 // Fills CPU tensor dst with zeros, split over `threads` threads.
 inline void parallel_fill(const Tensor &dst, unsigned threads, CopyKind kind) {
-    const size_t bytes = size_t(dst.numel()) * size_t(dst.element_size());
-    const size_t chunk = (bytes / threads + 63) / 64 * 64;
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; t++) {
-        const size_t begin = std::min(bytes, t * chunk), end = std::min(bytes, begin + chunk);
-        pool.emplace_back([&, begin, end] { detail::fill_part(kind, static_cast<char *>(dst.data()) + begin, end - begin); });
-    }
-    for (auto &t : pool) t.join();
+    auto *to = static_cast<char *>(dst.data());
+    detail::split_over_threads(size_t(dst.numel()) * size_t(dst.element_size()), threads,
+                               [&](size_t begin, size_t end) { detail::fill_part(kind, to + begin, end - begin); });
 }
 
 }  // namespace helix::bench
