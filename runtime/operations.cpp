@@ -15,7 +15,6 @@
 #include <functional>
 #include <limits>
 #include <optional>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -102,6 +101,30 @@ void for_each_run(const Tensor &t, F &&f) {
                 f(base + a * stride[0] + b * stride[1] + c * stride[2], bytes);
 }
 
+// Streams the contiguous rows of a tile at `src` out to CPU tensor `out` (its shape) with
+// non-temporal stores, prefetching runs of `prefetch` (the next tile's input) on the way,
+// one per output run.
+void stream_out(const char *src, const Tensor &out, const std::vector<std::pair<const char *, size_t>> &prefetch = {}) {
+    size_t run = 0;
+    for_each_run(out, [&](char *dst, size_t bytes) {
+        const auto [next, next_bytes] = run < prefetch.size() ? prefetch[run] : std::pair<const char *, size_t>{};
+        copy_lines(src, dst, bytes, true, next, next_bytes);
+        src += bytes;
+        run++;
+    });
+}
+
+// The stores of a call on `device` writing out_bytes (streaming.h's resolve_stores). Small
+// Auto outputs (a decode step) return at once: they never stream, and need no plan.
+StorePlan store_plan_of(const Kernels &kernels, PlanClass c, Stores stores, Device device, int64_t out_bytes,
+                        bool in_place) {
+    if (device != Device::CPU || stores == Stores::Ordinary ||
+        (stores == Stores::Auto && out_bytes <= kSerialOutputBytes)) {
+        return {};
+    }
+    return resolve_stores(stores, out_bytes, in_place, [&] { return auto_store_plan(kernels, c); });
+}
+
 }  // namespace
 
 // ---- sinusoidal tables --------------------------------------------------------------
@@ -171,12 +194,8 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
             freqs_view.mark_written(f);
         };
         const int64_t out_bytes = (emb.use_xpos() ? 2 : 1) * freqs.numel() * int64_t(sizeof(float));
-        StorePlan plan;
-        if (freqs.device() == Device::CPU && stores != Stores::Ordinary &&
-            (stores == Stores::Streaming || out_bytes > kSerialOutputBytes)) {
-            plan = resolve_stores(stores, out_bytes, false, [&] { return auto_store_plan(kernels, PlanClass::Table); });
-        }
-        if (plan.stores != Stores::Streaming) {
+        if (store_plan_of(kernels, PlanClass::Table, stores, freqs.device(), out_bytes, false).stores !=
+            Stores::Streaming) {
             run_rows(first, freqs, scale);
         } else {
             // Tiles of rows computed serially into a thread's scratch, then streamed out.
@@ -192,12 +211,7 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
                                                 : Tensor();
                 run_rows(static_cast<int32_t>(first + r0), f, s);
                 for (const auto &[tile, out] : {std::pair{&f, &freqs}, std::pair{&s, &scale}}) {
-                    if (!tile->defined()) continue;
-                    const char *src = static_cast<const char *>(tile->data());
-                    for_each_run(out->narrow(0, r0, count), [&](char *dst, size_t bytes) {
-                        copy_lines(src, dst, bytes, true);
-                        src += bytes;
-                    });
+                    if (tile->defined()) stream_out(static_cast<const char *>(tile->data()), out->narrow(0, r0, count));
                 }
                 stream_fence();
             });
@@ -430,8 +444,7 @@ struct RotaryKernel {
             tiles += s.groups * s.blocks;
         }
         // Chains long enough to overlap, with 4 tasks per thread or more to balance them.
-        const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
-        const int64_t chain = std::max<int64_t>(1, tiles / (4 * threads));
+        const int64_t chain = std::max<int64_t>(1, tiles / (4 * cpu_threads()));
         for (Stream &s : streams) {
             s.chain = chain;
             s.chains = (s.blocks + chain - 1) / chain;
@@ -464,15 +477,7 @@ struct RotaryKernel {
                     for_each_run(tile_of(*s.x, block + 1),
                                  [&](char *p, size_t bytes) { next_runs.emplace_back(p, bytes); });
                 }
-                const char *src = scratch;
-                size_t run_index = 0;
-                for_each_run(ob, [&](char *dst, size_t bytes) {
-                    const auto [next, next_bytes] =
-                        run_index < next_runs.size() ? next_runs[run_index] : std::pair<const char *, size_t>{};
-                    copy_lines(src, dst, bytes, true, next, next_bytes);
-                    src += bytes;
-                    run_index++;
-                });
+                stream_out(scratch, ob, next_runs);
             }
             stream_fence();
         });
@@ -718,13 +723,8 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
         const Tensor &q_res = features(q_out, rotary_dim, views[6]), &k_res = features(k_out, rotary_dim, views[7]);
         const bool in_place = same_view(q, q_out) || (has_k && same_view(k, k_out));
         const int64_t out_bytes = (q_res.numel() + (has_k ? k_res.numel() : 0)) * q.element_size();
-        // Small Auto outputs (a decode step) skip the plan: they never stream.
-        StorePlan plan;
-        if (q.device() == Device::CPU && options.stores != Stores::Ordinary &&
-            (options.stores == Stores::Streaming || out_bytes > kSerialOutputBytes)) {
-            plan = resolve_stores(options.stores, out_bytes, in_place,
-                                  [&] { return auto_store_plan(kernels, apply_plan_class(q.dtype())); });
-        }
+        const StorePlan plan =
+            store_plan_of(kernels, apply_plan_class(q.dtype()), options.stores, q.device(), out_bytes, in_place);
         if (plan.stores == Stores::Streaming) {
             kernel.run_streamed(q_in, k_in, q_rows, *(has_k ? &*k_rows : &q_rows), q_res, k_res,
                                 plan.heads_per_tile);

@@ -179,12 +179,13 @@ thread_local int forced_heads_per_tile = 0;
 thread_local int64_t forced_tile_bytes = 0;
 }  // namespace
 
+int64_t cpu_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
 int64_t stream_threshold() {
     static const int64_t threshold = [] {
         const int64_t given = env_bytes("HELIX_STREAM_THRESHOLD");
         if (given >= 0) return given;
-        const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
-        return 4 * threads * cache_bytes(_SC_LEVEL2_CACHE_SIZE, 1 << 20);
+        return 4 * cpu_threads() * cache_bytes(_SC_LEVEL2_CACHE_SIZE, 1 << 20);
     }();
     return threshold;
 }
@@ -247,7 +248,7 @@ std::string machine_signature() {
         }
         std::fclose(f);
     }
-    return model + "|" + std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " threads|L2 " +
+    return model + "|" + std::to_string(cpu_threads()) + " threads|L2 " +
            std::to_string(cache_bytes(_SC_LEVEL2_CACHE_SIZE, 0));
 }
 

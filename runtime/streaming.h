@@ -22,6 +22,8 @@ namespace helix::detail {
 void copy_lines(const char *src, char *dst, size_t bytes, bool non_temporal, const char *prefetch = nullptr,
                 size_t prefetch_bytes = 0);
 void stream_fence();
+// The CPU's logical threads (at least 1).
+int64_t cpu_threads();
 // Whether copy_lines can bypass the caches on this CPU (x86-64: SSE2 and up).
 bool non_temporal_stores_available();
 
