@@ -70,7 +70,8 @@ def decode_step(q, k, ids, form, tables):
 def varlen_positions(cu_seqlens, total):
     """Token t of sequence s at t - cu_seqlens[s] (flash-attention varlen, TransformerEngine thd)."""
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-    return torch.arange(total) - torch.repeat_interleave(cu_seqlens[:-1], lengths)
+    # (arange on cu_seqlens' device: torch.compile does not apply the default device to it)
+    return torch.arange(total, device=cu_seqlens.device) - torch.repeat_interleave(cu_seqlens[:-1], lengths)
 
 
 def varlen_prefill(q, k, cu_seqlens, form, tables):

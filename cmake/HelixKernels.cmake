@@ -29,10 +29,13 @@ set(HELIX_KERNEL_GAPS "^riscv|interleaved|*")
 # as their bits (UInt(16) buffers, converted by generators/rope_algorithm.h's codec; the
 # runtime passes such tensors as uint16): <target regex>|<pairing or *>|<element type or *>.
 #   CUDA bfloat16: Halide 21's PTX backend aborts LLVM on it ("Invalid cast!").
+#   CUDA float16: its PTX stores a vector of float32 results as float16 without converting
+#   them (the float32 bits, 16 at a time, some past the vector's own 8 bytes): wrong values
+#   and CUDA_ERROR_ILLEGAL_ADDRESS on an H200; tests/check_ptx.cmake rejects such stores.
 #   OpenCL float16 and bfloat16: Halide needs the cl_half feature (cl_khr_fp16) for both,
 #   which PoCL lacks; with it Halide declares half helpers in every program, so no kernel
 #   at all would build there.
-set(HELIX_BITS_STORAGE "-cuda|*|bfloat16" "-opencl|*|float16" "-opencl|*|bfloat16")
+set(HELIX_BITS_STORAGE "-cuda|*|float16" "-cuda|*|bfloat16" "-opencl|*|float16" "-opencl|*|bfloat16")
 
 # helix_combination_listed(<out> <list> <pairing> <element type> <targets...>)
 # <out> = true when an entry <target regex>|<pairing or *>|<element type or *> of the

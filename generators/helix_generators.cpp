@@ -205,6 +205,8 @@ public:
     // CPU schedule knobs for the benchmark sweep (bench/README.md); defaults are the winners.
     GeneratorParam<int> rows_per_task{"rows_per_task", cpu::kRowsPerTask};
     GeneratorParam<int> vector_factor{"vector_factor", 1};
+    // GPU knob for the sweep: how many of a thread's 8 heads are unrolled (1, 2, 4 or 8).
+    GeneratorParam<int> heads_unrolled{"heads_unrolled", gpu::kHeadsUnrolled};
 
     Input<bool> *rows_aligned = nullptr;  // every row of q, k, q_out, k_out starts 16-byte aligned
     Input<bool> *conjugate = nullptr;     // R(-a): the backward pass
@@ -307,8 +309,10 @@ public:
             in_place_pairs(*q_out, q_pair_, v);
             in_place_pairs(*k_out, k_pair_, v);
         } else if (get_target().has_gpu_feature()) {
-            gpu::rotary_stream(*q_out, q_coef_, q_trig_, q_pair_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out));
-            gpu::rotary_stream(*k_out, k_coef_, k_trig_, k_pair_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out));
+            gpu::rotary_stream(*q_out, q_coef_, q_trig_, q_pair_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out),
+                               heads_unrolled);
+            gpu::rotary_stream(*k_out, k_coef_, k_trig_, k_pair_, v, *rows_aligned && gpu::strides_aligned(*k, *k_out),
+                               heads_unrolled);
         } else {
             const cpu::RotaryKnobs knobs{schedule_kind, rows_per_task, vector_factor};
             cpu::rotary_stream(*q_out, q_coef_, q_trig_, q_pair_, v, get_target(), knobs);

@@ -179,7 +179,10 @@ using Halide::Stage;
 using Halide::TailStrategy;
 using Halide::Var;
 
-constexpr int kFeaturesPerThread = 4, kThreadsPerRow = 16, kRowsPerBlock = 16;
+constexpr int kFeaturesPerThread = 4, kThreadsPerRow = 16, kRowsPerBlock = 16, kHeadsPerThread = 8;
+// Of a thread's heads, how many are unrolled (their loads in flight together); more costs
+// registers, so fewer blocks fit on a multiprocessor (bench/README.md, GPU).
+constexpr int kHeadsUnrolled = 1;
 
 struct RowTile {
     Var jb{"jb"}, jt{"jt"}, ji{"ji"}, no{"no"}, ni{"ni"};
@@ -211,7 +214,7 @@ inline Halide::Expr vector_path(Func out, Halide::Expr aligned) {
 // in registers, before either is stored, so an output may be exactly its input: computed
 // at loop `at` of out, as one 4-lane vector on the vector path, else unrolled and guarded.
 inline void pair_per_thread(Func pair, Func out, const Var &at, const Vars &v, Halide::Expr aligned) {
-    pair.compute_at(out, at);
+    pair.compute_at(out, at).bound_storage(v.jj, kFeaturesPerThread);
     pair.specialize(vector_path(out, aligned)).vectorize(v.jj, kFeaturesPerThread);
     pair.unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf);
 }
@@ -224,7 +227,11 @@ void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, 
             .split(jo, t.jb, t.jt, kThreadsPerRow, TailStrategy::GuardWithIf)
             .split(v.n, t.no, t.ni, kRowsPerBlock, TailStrategy::GuardWithIf)
             .unroll(v.half);
-        if (vector) s.vectorize(t.ji);
+        if (vector) {
+            s.vectorize(t.ji);
+        } else {
+            s.unroll(t.ji);  // constant indices into the per-thread values: registers
+        }
         finish(s);
     };
     tile(out.specialize(vector_path(out, aligned)), true);
@@ -232,20 +239,35 @@ void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, 
 }
 
 // apply_rotary, one output stream: coef (cos*s, sin*s) is computed by each thread for its
-// features and row, then reused for up to 8 heads/batches looped inside the thread.
-inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars &v, Halide::Expr aligned) {
+// features and row, then reused for up to 8 heads of one batch looped inside the thread.
+// One batch per block row keeps coef's footprint constant, so it lives in registers: over
+// several batches (heads and batches fused) Halide gave it a global buffer that every call
+// allocated on the device, wrote and read back.
+inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars &v, Halide::Expr aligned,
+                          int heads_unrolled = kHeadsUnrolled) {
     RowTile t;
-    Var hb{"hb"}, hbo{"hbo"}, hbi{"hbi"};
+    Var ho{"ho"}, hi{"hi"}, hio{"hio"}, hii{"hii"}, hob{"hob"};
     tile_rows(out, v, t, aligned, [&](Stage s) {
-        s.fuse(v.h, v.b, hb)
-            .split(hb, hbo, hbi, 8, TailStrategy::GuardWithIf)
-            .reorder(t.ji, v.half, hbi, t.jb, t.jt, t.ni, t.no, hbo)
+        s.split(v.h, ho, hi, kHeadsPerThread, TailStrategy::GuardWithIf)
+            .split(hi, hio, hii, heads_unrolled, TailStrategy::GuardWithIf)
+            .fuse(ho, v.b, hob)
+            .reorder(t.ji, v.half, hii, hio, t.jb, t.jt, t.ni, t.no, hob)
+            .unroll(hii)
             .gpu_threads(t.jt, t.ni)
-            .gpu_blocks(t.no, hbo);
+            .gpu_blocks(t.no, hob);
     });
-    coef.compute_at(out, t.jb).unroll(v.half);
-    if (trig.defined()) trig.compute_at(out, t.jb);
-    pair_per_thread(pair, out, hbi, v, aligned);
+    // Constant storage (the scalar path's tail is guarded, not rounded up) indexed by
+    // constants (unrolled): registers, not local memory.
+    coef.compute_at(out, t.jb)
+        .bound_storage(v.jj, kFeaturesPerThread)
+        .unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf)
+        .unroll(v.half);
+    if (trig.defined()) {
+        trig.compute_at(out, t.jb)
+            .bound_storage(v.jj, kFeaturesPerThread)
+            .unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf);
+    }
+    pair_per_thread(pair, out, hii, v, aligned);
 }
 
 // A pointwise output over (jj, half, n, h, b): rotate_half.

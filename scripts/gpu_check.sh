@@ -10,7 +10,10 @@
 #   scripts/gpu_check.sh --pack DIR      (here) builds and packs them, self-contained, into
 #                                        DIR (binaries, libbenchmark, golden arrays, PTX);
 #   scripts/gpu_check.sh --prebuilt DIR  (there) runs a packed DIR: needs only the driver.
-# Results go to $OUT (or <build>/results): logs, helix.json, peers_own_alloc.json.
+# Results go to $OUT (or <build>/results): logs, tests.json, helix.json, peers_*.json.
+# Each stage has a time limit (seconds, overridable) so that the whole check ends inside
+# a lease: HELIX_GPU_LIMITS="tests bench eager compile sanitize" (default 150 240 90 90 90;
+# 0 skips a stage). torch.compile runs on HELIX_GPU_COMPILE_FILTER's rows only.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${HELIX_GPU_BUILD:-$root/build-gpu}"
@@ -25,7 +28,8 @@ build_binaries() {
     export PATH="$root/.venv/bin:$PATH"  # the venv's cmake and ninja, when it has them
     local gen=()
     command -v ninja > /dev/null && gen=(-G Ninja)
-    cmake "${gen[@]}" -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHELIX_CROSS_ARCHS= -DHELIX_KERNEL_ONLY_TARGETS= \
+    # A build folder already configured (HELIX_GPU_BUILD=build, say) is used as it is.
+    [[ -f "$build/CMakeCache.txt" ]] || cmake "${gen[@]}" -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHELIX_CROSS_ARCHS= -DHELIX_KERNEL_ONLY_TARGETS= \
         -DHELIX_BUILD_DEMO=OFF > "$out/configure.log"
     cmake --build "$build" --parallel --target helix_cuda_tests helix_bench_cuda helix_ptx > "$out/build.log"
 }
@@ -36,9 +40,11 @@ case "$mode" in
     out="$build/results" && mkdir -p "$out" "$pack"
     build_binaries
     cp "$build/tests/helix_cuda_tests" "$build/bench/helix_bench_cuda" "$pack/"
+    strip "$pack/helix_cuda_tests" "$pack/helix_bench_cuda"
     cp -r tests/golden "$pack/golden"
     cp "$build"/runtime/helix_*_cuda.device_code "$pack/"
-    cp "$(ldd "$build/bench/helix_bench_cuda" | awk '/libbenchmark/ {print $3}')" "$pack/"
+    # Google Benchmark and this compiler's C++ runtime travel with the binaries.
+    cp $(ldd "$build/bench/helix_bench_cuda" | awk '/libbenchmark|libstdc\+\+/ {print $3}') "$pack/"
     echo "packed into $pack: $(ls "$pack" | tr '\n' ' ')"
     exit 0
     ;;
@@ -59,48 +65,83 @@ case "$mode" in
     ;;
 esac
 start=$(date +%s)
+read -r t_tests t_bench t_eager t_compile t_sanitize <<< "${HELIX_GPU_LIMITS:-150 240 90 90 90}"
+compile_filter="${HELIX_GPU_COMPILE_FILTER:-prefill_4096/|decode_1_of_4096/|b1_|b64_|mixed_|rotate_half|n131072}"
+# limited SECONDS LOG CMD...: CMD under a time limit (0: not run), its output in LOG.
+limited() {
+    local limit=$1 log=$2
+    shift 2
+    if [[ $limit == 0 ]]; then echo "not run" > "$log"; return 0; fi
+    timeout --kill-after=5 "$limit" "$@" > "$log" 2>&1
+}
 
 set +e
-"${tests[0]}" > "$out/tests.log" 2>&1
+limited "$t_tests" "$out/tests.log" "${tests[0]}" --gtest_output="json:$out/tests.json"
 tests_rc=$?
 ptxas_status="no ptxas"
 if ptxas=$(command -v ptxas || ls /usr/local/cuda/bin/ptxas 2>/dev/null); then
     ptxas_status="ptxas sm_90: ok"
     for f in "${ptx[@]}"; do "$ptxas" --gpu-name sm_90 "$f" -o /dev/null || ptxas_status="ptxas sm_90: FAILED on $f"; done
 fi
-"$bench" --benchmark_out="$out/helix.json" --benchmark_out_format=json > "$out/bench.log" 2>&1
+limited "$t_bench" "$out/bench.log" "$bench" --benchmark_out="$out/helix.json" --benchmark_out_format=json
 bench_rc=$?
+peers_status="no torch with CUDA"
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    python3 bench/peers.py --device cuda --tag own_alloc --out "$out/peers_own_alloc.json" > "$out/peers.log" 2>&1
+    limited "$t_eager" "$out/peers_eager.log" python3 bench/peers.py --device cuda --no-compile --tag own_alloc \
+        --out "$out/peers_eager.json"
+    eager_rc=$?
+    limited "$t_compile" "$out/peers_compile.log" python3 bench/peers.py --device cuda --tag own_alloc \
+        --filter "torch_compile.*($compile_filter)" --out "$out/peers_compile.json"
+    peers_status="torch eager exit $eager_rc, torch.compile exit $? (124: its time limit)"
+fi
+# compute-sanitizer's memcheck on in-place rows of every storage type, on the tests that
+# put positions at the table's edges and beyond, and on every table form and position
+# mode: no access outside any buffer.
+sanitize_status="no compute-sanitizer"
+if sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null); then
+    limited "$t_sanitize" "$out/memcheck.log" "$sanitizer" --tool memcheck --error-exitcode 3 "${tests[0]}" \
+        --gtest_filter='*EveryPositionModeTableFormAndDirection*:*InPlaceEqualsOutOfPlace*:*PositionsOutsideTheTable*:*BadPositionsLeaveOutputsUntouched*:*Varlen*'
+    sanitize_status="memcheck exit $? ($(grep -m1 -E 'ERROR SUMMARY' "$out/memcheck.log" || echo 'no summary'))"
 fi
 set -e
 
-echo "== helix GPU check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
-echo "tests and benchmarks: $(($(date +%s) - start)) s; $ptxas_status"
-echo "CUDA suite (exit $tests_rc): $(grep -E '^\[  (PASSED|FAILED)  \]|^\[SKIP\]' "$out/tests.log" | tr '\n' ' ')"
 if [[ -s "$out/helix.json" ]]; then
-    python3 - "$out" <<'PY'
-import json, pathlib, sys
+    python3 - "$out" <<'PY' | tee "$out/summary.txt"
+import json, pathlib, re, sys
 out = pathlib.Path(sys.argv[1])
-rows = json.loads((out / "helix.json").read_text())["benchmarks"]
+try:
+    rows = json.loads((out / "helix.json").read_text())["benchmarks"]
+except ValueError:  # the bench stopped at its time limit: its console rows are in bench.log
+    sys.exit(print("".join((out / "bench.log").read_text().splitlines(True)[-40:])))
+# The peers' rows as they printed them ("name: 1.234 ms"), so that a stage stopped at its
+# time limit still counts. Keyed by (kind, form, shape, dtype): form "" is the plain rotation.
 peers = {}
-p = out / "peers_own_alloc.json"
-if p.exists():
-    for b in json.loads(p.read_text())["benchmarks"]:
-        k, v, s, t = b["name"].split("/")[:4]
-        peers.setdefault((k, s), {})[v] = b["real_time"]
-print(f"{'benchmark':60} {'ms':>9} {'GB/s':>8} {'%copy':>6}  vs torch eager / compile")
+for log in ("peers_eager.log", "peers_compile.log"):
+    f = out / log
+    for m in re.finditer(r"^(\S+): ([0-9.]+) ms$", f.read_text() if f.exists() else "", re.M):
+        k, v, s, t = m.group(1).split("/")[:4]
+        peer = "compile" if v.startswith("torch_compile") else "eager"
+        form = re.sub(r"^torch_(eager|compile)_?|_?own_alloc$", "", v)
+        peers.setdefault((k, form, s, t), {})[peer] = float(m.group(2))
+print(f"{'benchmark':64} {'ms':>9} {'GB/s':>8} {'%copy':>6}  torch eager / compile time over helix's")
 for b in rows:
     if b.get("error_occurred"):
-        print(f"{b['name'][:60]:60} error: {b.get('error_message', '')[:60]}")
+        print(f"{b['name'][:64]:64} error: {b.get('error_message', '')[:60]}")
         continue
     k, v, s, t = b["name"].split("/")[:4]
-    ms = b["real_time"]
-    vs = peers.get((k, s), {})
-    extra = " / ".join(f"{vs[p] / ms:.2f}x" for p in ("torch_eager_own_alloc", "torch_compile_own_alloc") if p in vs)
-    print(f"{'/'.join((k, v, s, t)):60} {ms:9.3f} {b['bytes_per_second'] / 1e9:8.1f} {b.get('pct_of_copy', 0):6.1f}  {extra}")
+    ms = b["real_time"] * {"us": 1e-3, "ns": 1e-6}.get(b.get("time_unit"), 1)
+    form = re.sub(r"^cuda(_anderson2021)?_?", "", v)
+    vs = peers.get((k, form, s, t), {})
+    extra = " / ".join(f"{vs[p] / ms:.2f}x" if p in vs else "-" for p in ("eager", "compile"))
+    print(f"{'/'.join((k, v, s, t)):64} {ms:9.4f} {b['bytes_per_second'] / 1e9:8.1f} {b.get('pct_of_copy', 0):6.1f}  {extra}")
 PY
 else
     tail -3 "$out/bench.log"
 fi
+# The verdicts last: the end of the output is what a lease's reply carries.
+echo "== helix GPU check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+echo "tests and benchmarks: $(($(date +%s) - start)) s; $ptxas_status; bench exit $bench_rc; $peers_status"
+echo "$sanitize_status"
+echo "CUDA suite (exit $tests_rc): $(grep -E '^\[  (PASSED|FAILED)  \]|^\[SKIP\]' "$out/tests.log" | tr '\n' ' ')"
+grep -B3 -A12 -m6 -E '^\[  FAILED  \]|Failure$' "$out/tests.log" | cut -c1-200 | head -60 || true
 exit $tests_rc
