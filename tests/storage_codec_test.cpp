@@ -1,9 +1,10 @@
 // The bits codec that float16/bfloat16 kernels use on targets whose Halide backend lacks the
-// type (CUDA bfloat16, OpenCL: generators/rope_algorithm.h), run on the CPU and compared
+// type (CUDA float16 and bfloat16, OpenCL: generators/rope_algorithm.h), run on the CPU and compared
 // with reference.h's independent rounding: every 16-bit pattern decoded; encoded, every
 // value of the format, every tie between two neighbours and the float32 numbers on either
 // side of it, the overflow and subnormal boundaries, and a stride through all float32 bit
-// patterns. The kernels that use it are tested on OpenCL (PoCL) like every other kernel.
+// patterns. The kernels that use it are tested on OpenCL (PoCL) like every other kernel,
+// and the CUDA ones on a GPU where there is one (scripts/gpu_check.sh).
 #include "reference.h"
 
 #include <helix_storage_codec_bf16.h>
