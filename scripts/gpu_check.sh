@@ -12,8 +12,9 @@
 #   scripts/gpu_check.sh --prebuilt DIR  (there) runs a packed DIR: needs only the driver.
 # Results go to $OUT (or <build>/results): logs, tests.json, helix.json, peers_*.json.
 # Each stage has a time limit (seconds, overridable) so that the whole check ends inside
-# a lease: HELIX_GPU_LIMITS="tests bench eager compile sanitize" (default 150 240 90 90 90;
-# 0 skips a stage). torch.compile runs on HELIX_GPU_COMPILE_FILTER's rows only.
+# a lease: HELIX_GPU_LIMITS="tests bench eager compile sanitize" (default 120 200 60 80 60:
+# at most 520 s, 358 s on an H200; 0 skips a stage). torch.compile runs on
+# HELIX_GPU_COMPILE_FILTER's rows only.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${HELIX_GPU_BUILD:-$root/build-gpu}"
@@ -65,7 +66,7 @@ case "$mode" in
     ;;
 esac
 start=$(date +%s)
-read -r t_tests t_bench t_eager t_compile t_sanitize <<< "${HELIX_GPU_LIMITS:-150 240 90 90 90}"
+read -r t_tests t_bench t_eager t_compile t_sanitize <<< "${HELIX_GPU_LIMITS:-120 200 60 80 60}"
 compile_filter="${HELIX_GPU_COMPILE_FILTER:-prefill_4096/|decode_1_of_4096/|b1_|b64_|mixed_|rotate_half|n131072}"
 # limited SECONDS LOG CMD...: CMD under a time limit (0: not run), its output in LOG.
 limited() {
