@@ -155,7 +155,7 @@ inline Tuple cos_sin(Expr angle) {
 }
 
 // 16-bit float storage held as its bits (UInt(16) buffers), for targets whose backend
-// cannot take the type itself (Halide 21: bfloat16 on CUDA, both on OpenCL without
+// cannot take the type itself (Halide 21: both on CUDA, both on OpenCL without
 // cl_khr_fp16). Exact decoding; encoding rounds to nearest even, as a native conversion
 // does (NaN stays NaN, quiet; overflow gives inf). Integer operations and one float
 // multiply by a power of two, so no denormal float32 value is ever formed (GPUs may flush

@@ -2,29 +2,37 @@
 # No kernel stores 16 bits from a 64-bit register, and the rotations keep their values in
 # registers (below).
 # The half-split float32 rotation kernels' PTX uses 16-byte global loads and stores
-# (ld/st.global.v4) on their aligned path (interleaved ones take the scalar path so far,
-# float16 ones 8-byte vectors); then each PTX file is assembled for each GPU (prints
-# [SKIP] when there is no ptxas).
+# (ld/st.global.v4) on their aligned path (interleaved ones take the scalar path so far;
+# the 16-bit ones, held as bits, 2-byte accesses); then each PTX file is assembled for each
+# GPU (prints [SKIP] when there is no ptxas).
+find_program(NM nm)
+if (NOT NM)
+    message(FATAL_ERROR "nm (binutils) not found: it reads the kernels' host objects")
+endif ()
 foreach (file IN LISTS FILES)
     get_filename_component(name "${file}" NAME)
     file(READ "${file}" ptx)
     # A 16-bit store from a 64-bit register is how Halide 21's PTX stored float32 results
     # as float16 without converting them (seen wrong on an H200): no kernel may have one.
-    string(REGEX MATCH "st\\.global[.a-z0-9]*\\.b16[ \t]+\\[[^]]*\\],[ \t]*%rd[0-9]+" unconverted "${ptx}")
+    # (Scalar or vector stores, of any 16-bit type name.)
+    string(REGEX MATCH "st\\.global[.a-z0-9]*\\.[bsuf]16[ \t]+\\[[^]]*\\],[ \t]*{?[^;]*%rd[0-9]+" unconverted "${ptx}")
     if (unconverted)
         message(FATAL_ERROR "${name}: a 16-bit store of a 64-bit register (${unconverted})")
     endif ()
     # The rotations keep their per-thread values (coef, pair) in registers: no local memory,
     # and no scratch buffer that the host allocates on the device at every call (a global
-    # buffer per call is what a footprint Halide cannot bound at compile time gets).
+    # buffer per call is what a footprint Halide cannot bound at compile time gets). The
+    # kernels link helix's separate GPU runtime, so such a call is an undefined symbol of
+    # the object beside the PTX.
     if (name MATCHES "^helix_(apply_rotary|rotate_half)")
         string(REGEX MATCH "(ld|st)\\.local" local "${ptx}")
         string(REGEX REPLACE "\\.device_code$" ".o" object "${file}")
-        find_program(NM nm)
-        execute_process(COMMAND "${NM}" -u "${object}" OUTPUT_VARIABLE undefined RESULT_VARIABLE rc)
-        if (local OR rc OR undefined MATCHES "halide_device_malloc")
+        execute_process(COMMAND "${NM}" -u "${object}" OUTPUT_VARIABLE undefined RESULT_VARIABLE rc
+                        ERROR_VARIABLE nm_error)
+        string(REGEX MATCH "halide_device(_and_host)?_malloc" allocation "${undefined}")
+        if (local OR rc OR allocation)
             message(FATAL_ERROR "${name}: per-thread values outside registers (${local}) or a device "
-                                "allocation per call (nm exit ${rc}: ${undefined})")
+                                "allocation per call (${allocation}; nm ${object}: exit ${rc} ${nm_error})")
         endif ()
     endif ()
     if (name MATCHES "(apply_rotary|rotate_half).*half_split_f32")

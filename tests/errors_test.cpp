@@ -240,7 +240,7 @@ TEST(Errors, RotateHalfOutputMismatch) {
     expect_error([] { rotate_half(Tensor({3, 4}), Tensor({3, 4}, DType::BFloat16)); }, {"out", "dtype float32", "bfloat16"});
 }
 
-// A kernel set built without float16 (as the GPU sets are so far) names the types it has.
+// A kernel set built without float16 names the types it has.
 const detail::Kernels &float32_only() {
     static const detail::Kernels kernels = [] {
         detail::Kernels k = detail::tuned_kernels();
