@@ -201,24 +201,32 @@ Halide::Expr strides_aligned(const Buffers &...buffers) {
     return aligned;
 }
 
-// Splits the features into (jb serial, jt threads, ji lanes) and the rows into
-// (no blocks, ni threads), in the vector specialization (half width a multiple of 4 and
-// rows aligned: 16-byte accesses) and in the scalar fallback; then `finish` orders and
-// maps the loops of each.
 // The condition of the vector path of tile_rows.
 inline Halide::Expr vector_path(Func out, Halide::Expr aligned) {
     return out.output_buffer().dim(0).extent() % kFeaturesPerThread == 0 && aligned;
+}
+
+// f computed at loop `at` of out for a thread's features: constant storage (the scalar
+// path's tail is guarded, not rounded up) indexed by constants (unrolled), so registers,
+// not local memory or a buffer Halide allocates on the device per call.
+inline Func &in_registers(Func &f, Func out, const Var &at, const Vars &v) {
+    return f.compute_at(out, at)
+        .bound_storage(v.jj, kFeaturesPerThread)
+        .unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf);
 }
 
 // The two outputs of each of a thread's feature pairs (pair, rope_algorithm.h) are computed,
 // in registers, before either is stored, so an output may be exactly its input: computed
 // at loop `at` of out, as one 4-lane vector on the vector path, else unrolled and guarded.
 inline void pair_per_thread(Func pair, Func out, const Var &at, const Vars &v, Halide::Expr aligned) {
-    pair.compute_at(out, at).bound_storage(v.jj, kFeaturesPerThread);
     pair.specialize(vector_path(out, aligned)).vectorize(v.jj, kFeaturesPerThread);
-    pair.unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf);
+    in_registers(pair, out, at, v);
 }
 
+// Splits the features into (jb serial, jt threads, ji lanes) and the rows into
+// (no blocks, ni threads), in the vector specialization (half width a multiple of 4 and
+// rows aligned: 16-byte accesses) and in the scalar fallback; then `finish` orders and
+// maps the loops of each.
 template <typename Finish>
 void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, Finish finish) {
     auto tile = [&](Stage s, bool vector) {
@@ -244,7 +252,7 @@ void tile_rows(Func out, const Vars &v, const RowTile &t, Halide::Expr aligned, 
 // several batches (heads and batches fused) Halide gave it a global buffer that every call
 // allocated on the device, wrote and read back.
 inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars &v, Halide::Expr aligned,
-                          int heads_unrolled = kHeadsUnrolled) {
+                          int heads_unrolled) {
     RowTile t;
     Var ho{"ho"}, hi{"hi"}, hio{"hio"}, hii{"hii"}, hob{"hob"};
     tile_rows(out, v, t, aligned, [&](Stage s) {
@@ -256,17 +264,8 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
             .gpu_threads(t.jt, t.ni)
             .gpu_blocks(t.no, hob);
     });
-    // Constant storage (the scalar path's tail is guarded, not rounded up) indexed by
-    // constants (unrolled): registers, not local memory.
-    coef.compute_at(out, t.jb)
-        .bound_storage(v.jj, kFeaturesPerThread)
-        .unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf)
-        .unroll(v.half);
-    if (trig.defined()) {
-        trig.compute_at(out, t.jb)
-            .bound_storage(v.jj, kFeaturesPerThread)
-            .unroll(v.jj, kFeaturesPerThread, TailStrategy::GuardWithIf);
-    }
+    in_registers(coef, out, t.jb, v).unroll(v.half);
+    if (trig.defined()) in_registers(trig, out, t.jb, v);
     pair_per_thread(pair, out, hii, v, aligned);
 }
 
