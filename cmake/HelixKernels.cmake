@@ -36,6 +36,12 @@ set(HELIX_KERNEL_GAPS "^riscv|interleaved|*")
 #   which PoCL lacks; with it Halide declares half helpers in every program, so no kernel
 #   at all would build there.
 set(HELIX_BITS_STORAGE "-cuda|*|float16" "-cuda|*|bfloat16" "-opencl|*|float16" "-opencl|*|bfloat16")
+# The widest rotary part, in pairs (d / 2), that the decode kernels take (CPU sets built with
+# DECODE): their per-row storage has this fixed size (generators/schedules.h,
+# cpu::rotary_decode), and the runtime reads the limit from the kernel table.
+set(HELIX_DECODE_MAX_PAIRS 256)
+# A Halide target with one of these runs on a GPU.
+set(HELIX_GPU_FEATURES "-(cuda|opencl|metal|vulkan|d3d12compute|webgpu)")
 
 # helix_combination_listed(<out> <list> <pairing> <element type> <targets...>)
 # <out> = true when an entry <target regex>|<pairing or *>|<element type or *> of the
@@ -66,14 +72,16 @@ foreach (row IN LISTS HELIX_ELEMENT_TYPE_ROWS)
 endforeach ()
 
 # helix_add_kernel(<lib> GENERATOR <name> TARGETS <halide targets...> [RUNTIME <runtime>]
-#                  [PARAMS <generator params...>] [AUTOSCHEDULER <plugin target>]
-#                  [ASSEMBLY <var>] [DEVICE_CODE <var>])
+#                  [PARAMS <generator params...>] [FEATURES <Halide target features...>]
+#                  [AUTOSCHEDULER <plugin target>] [ASSEMBLY <var>] [DEVICE_CODE <var>])
 # One Halide library whose C function is named <lib>. All helix kernels take a
-# user_context: it carries the per-call error sink (runtime/error.cpp). Without RUNTIME
+# user_context: it carries the per-call error sink (runtime/error.cpp); FEATURES adds
+# more to every target (no_asserts for the decode kernels). Without RUNTIME
 # the library gets a Halide runtime of its own. ASSEMBLY / DEVICE_CODE <var> (single
 # target only) set <var> to the generated .s / GPU source (PTX, OpenCL C) file.
 function(helix_add_kernel LIB)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY;DEVICE_CODE;AUTOSCHEDULER" "TARGETS;PARAMS")
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "GENERATOR;RUNTIME;ASSEMBLY;DEVICE_CODE;AUTOSCHEDULER"
+                          "TARGETS;PARAMS;FEATURES")
     set(extra "")
     if (ARG_AUTOSCHEDULER)
         list(APPEND extra AUTOSCHEDULER ${ARG_AUTOSCHEDULER})
@@ -92,7 +100,7 @@ function(helix_add_kernel LIB)
         GENERATOR ${ARG_GENERATOR}
         FUNCTION_NAME ${LIB}
         TARGETS ${ARG_TARGETS}
-        FEATURES user_context
+        FEATURES user_context ${ARG_FEATURES}
         PARAMS ${ARG_PARAMS}
         ${extra})
     if (ARG_ASSEMBLY)
@@ -103,7 +111,7 @@ function(helix_add_kernel LIB)
     endif ()
 endfunction()
 
-# helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...>
+# helix_add_kernel_set(<out_var> SET <name> SCHEDULE <tuned|baseline> TARGETS <...> [DECODE]
 #                      [RUNTIME <runtime>] [DEVICE_CODE <var>] [ROTARY_PARAMS <apply_rotary params...>]
 #                      [ROTARY_SCHEDULE <apply_rotary's own schedule, e.g. heads_outer>]
 #                      [ELEMENT_TYPES <types...>] [PAIRINGS <pairings...>] [TABLE_FORMS <forms...>]
@@ -113,11 +121,12 @@ endfunction()
 # helix_<op>[_<variant>]_<pairing>[_<type>]_<set>, plus their table kernels_<set>()
 # (runtime/kernel_set.cpp, with the generated helix_kernel_set_<set>.h listing them).
 # ELEMENT_TYPES, PAIRINGS and TABLE_FORMS default to all (HELIX_ELEMENT_TYPES,
-# HELIX_PAIRINGS, HELIX_TABLE_FORMS).
+# HELIX_PAIRINGS, HELIX_TABLE_FORMS). DECODE (CPU targets) adds apply_rotary's decode kernel
+# of each form, helix_apply_rotary_<form>_decode_..., for the runtime's small outputs.
 # <out_var> receives the object files of all of them, for an archive to carry;
 # DEVICE_CODE <var> the kernels' GPU sources.
 function(helix_add_kernel_set OUT)
-    cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SET;SCHEDULE;ROTARY_SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER"
+    cmake_parse_arguments(PARSE_ARGV 1 ARG "DECODE" "SET;SCHEDULE;ROTARY_SCHEDULE;RUNTIME;DEVICE_CODE;AUTOSCHEDULER"
                           "TARGETS;AUTOSCHEDULER_PARAMS;ROTARY_PARAMS;ELEMENT_TYPES;PAIRINGS;TABLE_FORMS")
     if (NOT ARG_TABLE_FORMS)
         set(ARG_TABLE_FORMS ${HELIX_TABLE_FORMS})
@@ -130,6 +139,9 @@ function(helix_add_kernel_set OUT)
     endif ()
     if (NOT ARG_ROTARY_SCHEDULE)
         set(ARG_ROTARY_SCHEDULE ${ARG_SCHEDULE})
+    endif ()
+    if (ARG_DECODE AND ARG_TARGETS MATCHES "${HELIX_GPU_FEATURES}")
+        message(FATAL_ERROR "helix_add_kernel_set: DECODE is for CPU targets (${ARG_TARGETS})")
     endif ()
     set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
@@ -170,24 +182,44 @@ function(helix_add_kernel_set OUT)
                   bits_storage=${bits} ${ARG_ROTARY_PARAMS})
             kernel(helix_rotate_half_${t} GENERATOR rotate_half PARAMS ${p} element_type=${type} bits_storage=${bits})
             string(APPEND includes "#include \"helix_rotate_half_${t}.h\"\n")
-            set(entry "helix_rotate_half_${t}")
+            # The apply_rotary kernels of each form, then the decode ones (or nullptr: the
+            # form or the decode kernels not in this set; the API says so or does without).
+            set(forms "")
+            set(decode "")
             foreach (form IN LISTS HELIX_TABLE_FORMS)
                 if (NOT form IN_LIST ARG_TABLE_FORMS)
-                    string(APPEND entry ", nullptr")  # not in this set: the API says so
+                    list(APPEND forms nullptr)
+                    list(APPEND decode nullptr)
                     continue ()
                 endif ()
                 kernel(helix_apply_rotary_${form}_${t} GENERATOR apply_rotary PARAMS ${r} table=${form})
                 string(APPEND includes "#include \"helix_apply_rotary_${form}_${t}.h\"\n")
-                string(APPEND entry ", helix_apply_rotary_${form}_${t}")
+                list(APPEND forms helix_apply_rotary_${form}_${t})
+                if (ARG_DECODE)
+                    set(d helix_apply_rotary_${form}_decode_${t})
+                    kernel(${d} GENERATOR apply_rotary FEATURES no_asserts
+                           PARAMS schedule=decode pairing=${pairing} element_type=${type} bits_storage=${bits}
+                                  table=${form} decode_max_pairs=${HELIX_DECODE_MAX_PAIRS})
+                    string(APPEND includes "#include \"${d}.h\"\n")
+                    list(APPEND decode ${d})
+                else ()
+                    list(APPEND decode nullptr)
+                endif ()
             endforeach ()
+            list(JOIN forms ", " forms)
+            list(JOIN decode ", " decode)
+            set(max_pairs 0)
+            if (ARG_DECODE)
+                set(max_pairs ${HELIX_DECODE_MAX_PAIRS})
+            endif ()
             string(APPEND typed "    TypedKernels{DType::${HELIX_DTYPE_${type}}, Pairing::${HELIX_PAIRING_${pairing}}, ${bits}, "
-                                "${entry}}, \\\n")
+                                "helix_rotate_half_${t}, {${forms}}, {${decode}}, ${max_pairs}}, \\\n")
         endforeach ()
     endforeach ()
 
     # The pass-through copies of partial rotary (CPU sets: a device uses its own copy).
     set(copies "nullptr, nullptr")
-    if (NOT ARG_TARGETS MATCHES "-(cuda|opencl|metal|vulkan|d3d12compute|webgpu)")
+    if (NOT ARG_TARGETS MATCHES "${HELIX_GPU_FEATURES}")
         set(copies "")
         foreach (bits IN ITEMS 16 32)
             kernel(helix_copy_features_${bits}_${set} GENERATOR copy_features PARAMS ${s} bits=${bits})

@@ -205,6 +205,9 @@ public:
     // CPU schedule knobs for the benchmark sweep (bench/README.md); defaults are the winners.
     GeneratorParam<int> rows_per_task{"rows_per_task", cpu::kRowsPerTask};
     GeneratorParam<int> vector_factor{"vector_factor", 1};
+    // schedule=decode: the widest half width (pairs) its fixed-size storage holds
+    // (cmake/HelixKernels.cmake's HELIX_DECODE_MAX_PAIRS; the runtime keeps to it).
+    GeneratorParam<int> decode_max_pairs{"decode_max_pairs", 0};
     // GPU knob for the sweep: how many of a thread's 8 heads are unrolled (1, 2, 4 or 8).
     GeneratorParam<int> heads_unrolled{"heads_unrolled", gpu::kHeadsUnrolled};
 
@@ -308,6 +311,11 @@ public:
         if (schedule_kind == RotarySchedule::Baseline) {
             in_place_pairs(*q_out, q_pair_, v);
             in_place_pairs(*k_out, k_pair_, v);
+        } else if (schedule_kind == RotarySchedule::Decode) {
+            _halide_user_assert(!get_target().has_gpu_feature()) << "apply_rotary: schedule=decode is a CPU schedule";
+            _halide_user_assert(decode_max_pairs > 0) << "apply_rotary: schedule=decode needs decode_max_pairs";
+            cpu::rotary_decode(*q_out, q_coef_, q_trig_, q_pair_, v, get_target(), decode_max_pairs);
+            cpu::rotary_decode(*k_out, k_coef_, k_trig_, k_pair_, v, get_target(), decode_max_pairs);
         } else if (get_target().has_gpu_feature()) {
             gpu::rotary_stream(*q_out, q_coef_, q_trig_, q_pair_, v, *rows_aligned && gpu::strides_aligned(*q, *q_out),
                                heads_unrolled);

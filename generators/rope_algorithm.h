@@ -201,10 +201,13 @@ inline Expr float_to_bits(Expr value, Halide::Type type) {
 inline Tuple rotate_half_pair(Expr x0, Expr x1) { return {-x1, x0}; }
 
 // x * cos + rotate_half(x) * sin, per member: (c0, s0) are the coefficients of feature
-// (jj, 0), (c1, s1) those of (jj, 1) (a table may differ between the halves).
+// (jj, 0), (c1, s1) those of (jj, 1) (a table may differ between the halves). Strict: each
+// product and the sum rounded, never fused, so every schedule and specialization (a decode
+// kernel, a streamed tile, a vector tail) gives the same bits; LLVM otherwise fuses one of
+// the products or the other depending on the code around them.
 inline Tuple rotate_pair(Expr x0, Expr x1, Expr c0, Expr s0, Expr c1, Expr s1) {
     Tuple r = rotate_half_pair(x0, x1);
-    return {x0 * c0 + r[0] * s0, x1 * c1 + r[1] * s1};
+    return {strict_float(x0 * c0 + r[0] * s0), strict_float(x1 * c1 + r[1] * s1)};
 }
 
 }  // namespace helix::gen

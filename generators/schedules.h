@@ -22,16 +22,17 @@ inline const std::map<std::string, Schedule> &schedule_names() {
     return names;
 }
 
-// apply_rotary's: those two, and the CPU alternatives that lost in bench/README.md, kept so
-// the sweep can be rerun:
+// apply_rotary's: those two; decode, the CPU kernel of small outputs (cpu::rotary_decode);
+// and the CPU alternatives that lost in bench/README.md, kept so the sweep can be rerun:
 //   heads_outer - parallel over heads, each task all rows of its head (cos/sin recomputed
 //                 per head);
 //   coef_table  - the (cos*s, sin*s) table computed once for all rows, then streamed.
-enum class RotarySchedule { Tuned, Baseline, HeadsOuter, CoefTable };
+enum class RotarySchedule { Tuned, Baseline, Decode, HeadsOuter, CoefTable };
 
 inline const std::map<std::string, RotarySchedule> &rotary_schedule_names() {
     static const std::map<std::string, RotarySchedule> names{{"tuned", RotarySchedule::Tuned},
                                                              {"baseline", RotarySchedule::Baseline},
+                                                             {"decode", RotarySchedule::Decode},
                                                              {"heads_outer", RotarySchedule::HeadsOuter},
                                                              {"coef_table", RotarySchedule::CoefTable}};
     return names;
@@ -72,13 +73,28 @@ inline int lanes(const Target &t) { return t.natural_vector_size<float>(); }
 // The (jj, half) part of a row: full vectors along jj (a masked tail when H is not a
 // multiple of the vector width), both halves in one iteration. A pair Func (see
 // in_place_pairs) is computed per vector, before the two stores.
-inline void vectorize_row(Func f, const Vars &v, int width, Func pair = Func()) {
+inline void vectorize_row(Halide::Stage f, const Vars &v, int width, TailStrategy tail = TailStrategy::GuardWithIf) {
     Var jo{"jo"}, ji{"ji"};
-    f.split(v.jj, jo, ji, width, TailStrategy::GuardWithIf).vectorize(ji).unroll(v.half).reorder(ji, v.half, jo);
-    if (pair.defined()) pair.compute_at(f, jo).vectorize(v.jj, width, TailStrategy::GuardWithIf);
+    f.split(v.jj, jo, ji, width, tail).vectorize(ji).unroll(v.half).reorder(ji, v.half, jo);
+}
+inline void vectorize_row(Func f, const Vars &v, int width, Func pair) {
+    vectorize_row(f, v, width);
+    pair.compute_at(f, Var("jo")).vectorize(v.jj, width, TailStrategy::GuardWithIf);
 }
 inline void vectorize_row(Func f, const Vars &v, const Target &t, Func pair = Func()) {
-    vectorize_row(f, v, lanes(t), pair);
+    if (pair.defined()) vectorize_row(f, v, lanes(t), pair);
+    else vectorize_row(f, v, lanes(t));
+}
+
+// out's loop nest, made by loops(stage, tail) (which calls vectorize_row with that tail),
+// twice: for rows of whole vectors (H a multiple of the width: d = 128, 64, 256 ...), no
+// tail, so that a vector's pair (computed per vector) is a register, not a masked slot on
+// the stack; and for any H, with a guarded tail.
+template <typename Loops>
+void whole_vectors_or_tail(Func out, Func pair, const Vars &v, int width, Loops loops) {
+    loops(out.specialize(out.output_buffer().dim(0).extent() % width == 0), TailStrategy::RoundUp);
+    loops(Halide::Stage(out), TailStrategy::GuardWithIf);
+    pair.compute_at(out, Var("jo")).vectorize(v.jj, width, TailStrategy::GuardWithIf);
 }
 
 // The knobs of the apply_rotary CPU schedule that the benchmark sweep varies.
@@ -109,19 +125,22 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
         with_trig(Halide::LoopLevel(out, v.n));
         return;
     }
-    out.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf).reorder(v.jj, v.half, ii, v.h, v.b, io);
-    vectorize_row(out, v, width, pair);
     const Halide::OutputImageParam o = out.output_buffer();
     Halide::Expr rows = o.dim(2).extent();
-    // A small output (a decode step) is one serial loop nest: a task per head, and the two
-    // divisions that split a fused (h, b) index, cost more than a head's row.
-    out.specialize(rows * o.dim(3).extent() * o.dim(4).extent() * o.dim(0).extent() <= kSmallOutputPairs);
-    out.fuse(v.h, v.b, hb);
-    out.specialize(rows >= 8 * k.rows_per_task).parallel(io);
-    // Fewer rows: tasks of whole heads, at least rows_per_task rows each (a decode batch of
-    // 64 sequences would otherwise be 2560 one-row tasks, each costing more than its row).
-    Var hbo{"hbo"}, hbi{"hbi"};
-    out.split(hb, hbo, hbi, Halide::max(1, k.rows_per_task / rows), TailStrategy::GuardWithIf).parallel(hbo);
+    auto stream = [&](Halide::Stage s, TailStrategy tail) {
+        s.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf).reorder(v.jj, v.half, ii, v.h, v.b, io);
+        vectorize_row(s, v, width, tail);
+        // A small output (a decode step) is one serial loop nest: a task per head, and the two
+        // divisions that split a fused (h, b) index, cost more than a head's row.
+        s.specialize(rows * o.dim(3).extent() * o.dim(4).extent() * o.dim(0).extent() <= kSmallOutputPairs);
+        s.fuse(v.h, v.b, hb);
+        s.specialize(rows >= 8 * k.rows_per_task).parallel(io);
+        // Fewer rows: tasks of whole heads, at least rows_per_task rows each (a decode batch of
+        // 64 sequences would otherwise be 2560 one-row tasks, each costing more than its row).
+        Var hbo{"hbo"}, hbi{"hbi"};
+        s.split(hb, hbo, hbi, Halide::max(1, k.rows_per_task / rows), TailStrategy::GuardWithIf).parallel(hbo);
+    };
+    whole_vectors_or_tail(out, pair, v, width, stream);
     if (k.schedule == RotarySchedule::CoefTable) {
         Var co{"co"}, ci{"ci"};
         coef.compute_root().split(v.n, co, ci, k.rows_per_task, TailStrategy::GuardWithIf).parallel(co);
@@ -131,6 +150,26 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
         with_trig(Halide::LoopLevel(out, io));
     }
     vectorize_row(coef, v, width);
+}
+
+// apply_rotary for a small output (a decode step): one serial loop nest, heads innermost
+// so that a row's coef (and trig) is computed once for all of them. Every allocation has a
+// constant size (coef and trig bounded to max_pairs pairs, the pair one vector), so
+// all are on the stack and the kernel cannot fail: it is built without Halide's argument
+// checks (no_asserts, cmake/HelixKernels.cmake), whose cost is a third of a decode step's
+// kernel; runtime/operations.cpp takes it only for buffers it has checked as they did.
+inline void rotary_decode(Func out, Func coef, Func trig, Func pair, const Vars &v, const Target &t, int max_pairs) {
+    const int width = lanes(t);
+    whole_vectors_or_tail(out, pair, v, width, [&](Halide::Stage s, TailStrategy tail) {
+        s.reorder(v.jj, v.half, v.h, v.n, v.b);
+        vectorize_row(s, v, width, tail);
+    });
+    for (Func f : {coef, trig}) {
+        if (!f.defined()) continue;
+        f.compute_at(out, v.n).bound_storage(v.jj, max_pairs);
+    }
+    vectorize_row(coef, v, width);
+    if (trig.defined()) trig.vectorize(v.jj, width, TailStrategy::GuardWithIf);
 }
 
 // A pointwise output over (jj, half, n, h, b) rows: rotate_half. Tasks of 256 rows

@@ -23,6 +23,31 @@ struct TableKernels {
                                  halide_buffer_t *scale);
 };
 
+// apply_rotary in each table form (generators/rope_algorithm.h's TableForm), nullptr where a
+// set lacks one: q_rows and k_rows are the (n, b) int32 positions of q's and k's rows; scale
+// (jj, half, N) may broadcast; conjugate rotates by -angle (the backward pass); attention
+// multiplies cos and sin of both (RopeScaling's attention factor); accurate:
+// AngleMode::Accurate. rows_aligned: every row of the tensors starts 16-byte aligned (GPU
+// kernels then use 16-byte accesses where the strides allow).
+struct RotaryForms {
+    int (*angles)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
+                  halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *freqs,
+                  halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+    int (*cos_sin)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
+                   halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *cos,
+                   halide_buffer_t *sin, halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+    int (*inv_freq)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
+                    halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows, halide_buffer_t *inv_freq,
+                    halide_buffer_t *inv_freq_lo, bool accurate, halide_buffer_t *xpos_log2_zeta, float xpos_scale_base,
+                    int32_t xpos_seq_len, halide_buffer_t *scale, halide_buffer_t *q_out, halide_buffer_t *k_out);
+
+    bool has(RotaryTable::Form form) const {
+        return form == RotaryTable::Form::Angles ? angles != nullptr
+               : form == RotaryTable::Form::CosSin ? cos_sin != nullptr
+                                                   : inv_freq != nullptr;
+    }
+};
+
 // The kernels of one storage type and pairing.
 struct TypedKernels {
     DType dtype;
@@ -30,27 +55,14 @@ struct TypedKernels {
     // The kernels take the 16-bit float tensors as uint16 buffers of their bits (targets
     // whose Halide backend lacks the type: cmake/HelixKernels.cmake's HELIX_BITS_STORAGE).
     bool bits;
-    // rows_aligned: every row of the tensors starts 16-byte aligned (GPU kernels then use
-    // 16-byte accesses where the strides allow).
     int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);
-    // apply_rotary in each table form (generators/rope_algorithm.h's TableForm): q_rows and
-    // k_rows are the (n, b) int32 positions of q's and k's rows; scale (jj, half, N) may
-    // broadcast; conjugate rotates by -angle (the backward pass); attention multiplies cos
-    // and sin of both (RopeScaling's attention factor); accurate: AngleMode::Accurate.
-    int (*apply_rotary_angles)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
-                               halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
-                               halide_buffer_t *freqs, halide_buffer_t *scale, halide_buffer_t *q_out,
-                               halide_buffer_t *k_out);
-    int (*apply_rotary_cos_sin)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
-                                halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
-                                halide_buffer_t *cos, halide_buffer_t *sin, halide_buffer_t *scale,
-                                halide_buffer_t *q_out, halide_buffer_t *k_out);
-    int (*apply_rotary_inv_freq)(const void *, bool rows_aligned, bool conjugate, float attention, halide_buffer_t *q,
-                                 halide_buffer_t *k, halide_buffer_t *q_rows, halide_buffer_t *k_rows,
-                                 halide_buffer_t *inv_freq, halide_buffer_t *inv_freq_lo, bool accurate,
-                                 halide_buffer_t *xpos_log2_zeta,
-                                 float xpos_scale_base, int32_t xpos_seq_len, halide_buffer_t *scale,
-                                 halide_buffer_t *q_out, halide_buffer_t *k_out);
+    RotaryForms apply_rotary;
+    // The decode kernels (CPU sets built with DECODE; all nullptr elsewhere): one serial loop
+    // nest with no heap allocation and no argument checks of their own, for small outputs
+    // whose rotary part has at most decode_max_pairs pairs, on buffers the runtime has
+    // checked as Halide's checks would have (runtime/operations.cpp).
+    RotaryForms apply_rotary_decode;
+    int decode_max_pairs;
 };
 
 // One kernel set (runtime/kernel_set.cpp): every kernel of one schedule and target list.

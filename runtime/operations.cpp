@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -77,6 +78,22 @@ private:
 // costs microseconds, more than such a kernel (a decode step: 40 KiB at (1, 32 + 8, 1, 128)
 // float32 in and out).
 constexpr int64_t kSerialOutputBytes = 64 * 1024;
+
+// Whether Halide's 32-bit offsets reach every element of b: each dimension's extent times
+// its stride, the element count and the farthest element's offset below 2^31. The kernels
+// check as much themselves (halide_error_buffer_allocation_too_large and kin); the decode
+// kernels, built without their checks, are given only buffers that pass here.
+bool int32_indexable(const halide_buffer_t *b) {
+    constexpr int64_t kMost = std::numeric_limits<int32_t>::max();
+    int64_t farthest = 0, elements = 1;
+    for (int i = 0; i < b->dimensions; i++) {
+        const int64_t extent = b->dim[i].extent, stride = std::abs(int64_t(b->dim[i].stride));
+        elements *= extent;
+        if (extent * stride > kMost || elements > kMost) return false;
+        farthest += std::max<int64_t>(extent - 1, 0) * stride;
+    }
+    return farthest <= kMost;
+}
 
 // f(address, bytes) for every run of contiguous rows of a rank 2 to 4 CPU tensor with
 // unit feature stride, in memory order of a contiguous tensor of its shape: the rows of
@@ -326,9 +343,9 @@ struct RotaryKernel {
     int32_t xpos_seq_len;
 
     // q_rows and k_rows: the positions of q's and k's rows; an empty or undefined stream
-    // runs on a stand-in.
+    // runs on a stand-in. small: a CPU output small enough for the serial decode kernels.
     void run(const Tensor &q, const Tensor &k, halide_buffer_t *q_rows, halide_buffer_t *k_rows, const Tensor &q_out,
-             const Tensor &k_out) const {
+             const Tensor &k_out, bool small = false) const {
         const Tensor &like = q.defined() ? q : k;
         std::optional<StandIn> spare_q, spare_k;
         const bool q_empty = !q.defined() || q.numel() == 0, k_empty = !k.defined() || k.numel() == 0;
@@ -381,21 +398,33 @@ struct RotaryKernel {
             halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
         KernelView s_view(*scale_buffer, kTableDims, scale_shape);
 
+        // The decode kernels for a small output, when every buffer is one Halide's 32-bit
+        // offsets reach (the one check of theirs, left out, that the views above do not
+        // make true by construction: types, ranks, mins, strides and extents are).
+        auto forms_for = [&](std::initializer_list<const halide_buffer_t *> table) -> const RotaryForms & {
+            const halide_buffer_t *streams[] = {q_view.raw(), k_view.raw(), qo_view.raw(), ko_view.raw(),
+                                                q_rows, k_rows, s_view.raw()};
+            const bool decode = small && typed.apply_rotary_decode.has(form) && width / 2 <= typed.decode_max_pairs &&
+                                std::all_of(std::begin(streams), std::end(streams), int32_indexable) &&
+                                std::all_of(table.begin(), table.end(), int32_indexable);
+            return decode ? typed.apply_rotary_decode : typed.apply_rotary;
+        };
         switch (form) {
         case RotaryTable::Form::Angles: {
             KernelView f_view(first, kTableDims, pairing);
+            const RotaryForms &forms = forms_for({f_view.raw()});
             run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_angles(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
-                                                 f_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
+                return forms.angles(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                                    f_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
         }
         case RotaryTable::Form::CosSin: {
             KernelView c_view(first, 2), s2_view(second, 2);  // (jj, N)
+            const RotaryForms &forms = forms_for({c_view.raw(), s2_view.raw()});
             run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_cos_sin(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
-                                                  c_view.raw(), s2_view.raw(), s_view.raw(), qo_view.raw(),
-                                                  ko_view.raw());
+                return forms.cos_sin(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                                     c_view.raw(), s2_view.raw(), s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
         }
@@ -404,10 +433,11 @@ struct RotaryKernel {
             // Without xPos log2(zeta) is 0 (the factor 2^0 = 1); without a low part the
             // frequencies are the float32 ones.
             OrZeros lo(second, like.device(), {width / 2}), zeta(xpos_log2_zeta, like.device(), {width / 2, 2});
+            const RotaryForms &forms = forms_for({i_view.raw(), lo.raw(), zeta.raw()});
             run_kernel(op, [&](void *uc) {
-                return typed.apply_rotary_inv_freq(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows,
-                                                   k_rows, i_view.raw(), lo.raw(), accurate, zeta.raw(), xpos_scale_base,
-                                                   xpos_seq_len, s_view.raw(), qo_view.raw(), ko_view.raw());
+                return forms.inv_freq(uc, aligned, conjugate, attention, q_view.raw(), k_view.raw(), q_rows, k_rows,
+                                      i_view.raw(), lo.raw(), accurate, zeta.raw(), xpos_scale_base, xpos_seq_len,
+                                      s_view.raw(), qo_view.raw(), ko_view.raw());
             });
             break;
         }
@@ -583,10 +613,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
 
     // The table form (one the set has a kernel for): its tensors, and the table's rows N
     // (positions must lie below).
-    const bool form_built = table.form() == RotaryTable::Form::Angles   ? typed.apply_rotary_angles != nullptr
-                            : table.form() == RotaryTable::Form::CosSin ? typed.apply_rotary_cos_sin != nullptr
-                                                                        : typed.apply_rotary_inv_freq != nullptr;
-    if (!form_built) reject(op, "table", "a table form this kernel set has", to_string(table.form()));
+    if (!typed.apply_rotary.has(table.form())) reject(op, "table", "a table form this kernel set has", to_string(table.form()));
     const Tensor &first = table.first(), &second = table.second();
     int64_t rows = int64_t(1) << 31;
     switch (table.form()) {
@@ -730,7 +757,7 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
                                 plan.heads_per_tile);
         } else if (q.device() == Device::CPU && out_bytes <= kSerialOutputBytes) {
             const SerialKernels serial;
-            kernel.run(q_in, k_in, q_rows.raw(), has_k ? k_rows->raw() : nullptr, q_res, k_res);
+            kernel.run(q_in, k_in, q_rows.raw(), has_k ? k_rows->raw() : nullptr, q_res, k_res, true);
         } else {
             kernel.run(q_in, k_in, q_rows.raw(), has_k ? k_rows->raw() : nullptr, q_res, k_res);
         }

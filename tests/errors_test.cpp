@@ -644,7 +644,7 @@ TEST(Errors, TableFormsOfTheWrongShape) {
 // only the angles one) says so.
 TEST(Errors, TableFormTheSetLacks) {
     detail::Kernels angles_only = detail::tuned_kernels();
-    for (detail::TypedKernels &t : angles_only.typed) t.apply_rotary_cos_sin = nullptr;
+    for (detail::TypedKernels &t : angles_only.typed) t.apply_rotary.cos_sin = nullptr;
     PositionArgs a;
     a.options.positions = Positions::start(0);
     a.k = Tensor({2, 3, 8});

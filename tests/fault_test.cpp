@@ -9,8 +9,10 @@
 #include <HalideRuntime.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <functional>
+#include <vector>
 
 namespace helix::test {
 namespace {
@@ -145,6 +147,63 @@ TEST_F(Faults, EachSingleAllocationFailureIsAnError) {
     }
     c.apply();
     c.check_results();
+}
+
+// The decode kernels (small CPU outputs whose rotary part has at most the kernel table's
+// decode_max_pairs pairs) are built without Halide's argument checks, which is safe only
+// because they allocate nothing: with every allocation failing, a decode step still runs,
+// right, in each table form and storage type, at d = 128 and at the widest such d. One
+// pair wider, the general kernel takes it, and its allocation's failure is the error.
+TEST_F(Faults, DecodeKernelsAllocateNothing) {
+    const int64_t max_pairs = detail::tuned_kernels().typed.at(0).decode_max_pairs;
+    ASSERT_GT(max_pairs, 0) << "the tuned set has no decode kernels";
+    std::mt19937 rng(3);
+    for (const int64_t d : {int64_t(128), 2 * max_pairs, 2 * max_pairs + 2}) {
+        // Two table rows; the step's one row at position 1 (the table's last: Zeta's alignment).
+        const SinusoidalEmbeddings emb(d, std::nullopt, false, 10000.0);
+        const RotaryTables t = emb.forward(2);
+        const Tensor cos({2, d / 2}), sin({2, d / 2});
+        for (int64_t r = 0; r < 2; r++) {
+            for (int64_t j = 0; j < d / 2; j++) {
+                cos.at({r, j}) = static_cast<float>(std::cos(double(t.freqs.at({r, j}))));
+                sin.at({r, j}) = static_cast<float>(std::sin(double(t.freqs.at({r, j}))));
+            }
+        }
+        const Tensor inv_freq = emb.inv_freq();
+        RotaryOptions options;
+        options.positions = Positions::start(1);
+        for (DType dtype : kernel_element_types()) {
+            const Tensor q = random_tensor({1, 4, 1, d}, Layout::Contiguous, rng, dtype);
+            const Tensor k = random_tensor({1, 2, 1, d}, Layout::Contiguous, rng, dtype);
+            const Tensor q_out(q.shape(), dtype), k_out(k.shape(), dtype);
+            for (const RotaryTable &table : {RotaryTable::angles(t.freqs), RotaryTable::cos_sin(cos, sin),
+                                             RotaryTable::inv_freq(inv_freq)}) {
+                const std::string what = "d " + std::to_string(d) + " " + to_string(dtype) + " " + to_string(table.form());
+                fail_all_mallocs = true;
+                const std::string message = error_of([&] { apply_rotary_pos_emb(q, k, table, q_out, k_out, options); });
+                fail_all_mallocs = false;
+                if (d / 2 > max_pairs) {
+                    EXPECT_NE(message.find("Out of memory"), std::string::npos) << what << ": " << message;
+                    continue;
+                }
+                ASSERT_EQ(message, "") << what;
+                check_rotation(q, q_out, t.freqs, Scale(), false, 4e-6, "q' " + what);
+                check_rotation(k, k_out, t.freqs, Scale(), false, 4e-6, "k' " + what);
+            }
+        }
+    }
+}
+
+// A decode-sized step over a buffer that Halide's 32-bit offsets cannot reach (two heads
+// 2^30 elements apart: 2^31 in all) goes to the general kernel, whose checks make it an
+// Error: the decode kernels, without checks, would read far outside q's memory.
+TEST_F(Faults, DecodeKernelsTakeOnlyBuffersOf32BitOffsets) {
+    std::vector<float> memory(2 * 128);
+    const Tensor q = Tensor::wrap(memory.data(), {1, 2, 1, 128}, {int64_t(1) << 30, int64_t(1) << 30, 128, 1});
+    const Tensor freqs = SinusoidalEmbeddings(128).forward(1).freqs;
+    const std::string message = error_of([&] { apply_rotary_pos_emb(q, Tensor(), freqs, Scale(), q, Tensor()); });
+    EXPECT_NE(message.find("helix::apply_rotary_pos_emb: Halide runtime error"), std::string::npos) << message;
+    EXPECT_NE(message.find("exceeds the maximum"), std::string::npos) << message;
 }
 
 // A runtime error injected into the first parallel loop of each operation: an Error with
