@@ -344,17 +344,18 @@ endfunction()
 
 # helix_assembly_checks(<arch> <out_var>): <name>|<Halide target>|<element type>|<regex>
 # entries, one per ISA and storage type whose tuned apply_rotary assembly the tests
-# inspect: float32 kernels must have packed FMAs, float16 ones the ISA's packed
+# inspect: float32 kernels must have packed multiplies on the ISA's widest vectors (the
+# rotation is strict_float, so not fused: generators/rope_algorithm.h), float16 ones the ISA's packed
 # conversions (F16C on AVX2, AVX-512's on zmm, fcvtl on AArch64 with arm_fp16; Halide
 # converts with integer operations on the plain NEON baseline), at least 8 each.
 function(helix_assembly_checks ARCH OUT)
     if (ARCH MATCHES "^(x86_64|AMD64)$")
-        set(${OUT} "avx512|x86-64-linux-avx512_skylake|float32|vfmadd[0-9]+ps[ \t][-0-9a-z(),% \t]*%zmm"
-                   "avx2|x86-64-linux-avx2-fma-f16c|float32|vfmadd[0-9]+ps[ \t][-0-9a-z(),% \t]*%ymm"
+        set(${OUT} "avx512|x86-64-linux-avx512_skylake|float32|vmulps[ \t][-0-9a-z(),% \t]*%zmm"
+                   "avx2|x86-64-linux-avx2-fma-f16c|float32|vmulps[ \t][-0-9a-z(),% \t]*%ymm"
                    "avx512_f16|x86-64-linux-avx512_skylake|float16|vcvtph2ps[ \t][-0-9a-z(),% \t]*%zmm"
                    "avx2_f16|x86-64-linux-avx2-fma-f16c|float16|vcvtph2ps[ \t][-0-9a-z(),% \t]*%ymm" PARENT_SCOPE)
     elseif (ARCH MATCHES "^(aarch64|arm64)$")
-        set(${OUT} "neon|arm-64-linux|float32|fmla[ \t]+v[0-9]+\\.4s"
+        set(${OUT} "neon|arm-64-linux|float32|fmul[ \t]+v[0-9]+\\.4s"
                    "arm_fp16_f16|arm-64-linux-arm_dot_prod-arm_fp16|float16|fcvtl2?[ \t]+v[0-9]+\\.4s" PARENT_SCOPE)
     else ()
         set(${OUT} "" PARENT_SCOPE)

@@ -1,6 +1,6 @@
 # cmake -DASM=<file.s> -DPATTERN=<regex> -P check_assembly.cmake
 # Fails unless the generated assembly has at least 8 vector instructions matching PATTERN
-# (packed FMAs on %zmm or v.4s, packed float16 conversions, ...) and no calls to scalar
+# (packed multiplies on %zmm or v.4s, packed float16 conversions, ...) and no calls to scalar
 # libm sin/cos (helix's cos/sin are vector polynomials).
 file(READ "${ASM}" text)
 string(REGEX MATCHALL "${PATTERN}" matches "${text}")
