@@ -59,7 +59,7 @@ foreach (arch IN LISTS HELIX_CROSS_ARCHS)
     list(TRANSFORM checks REPLACE "\\|.*" "")
     list(TRANSFORM checks PREPEND assembly_apply_rotary_)
     if (HELIX_BUILD_TESTS)
-        foreach (test IN ITEMS helix_tests ${branches} ${checks})
+        foreach (test IN ITEMS helix_tests ${branches} ${checks} decode_kernels_call_no_runtime)
             add_test(NAME ${arch}/${test}
                      COMMAND ${CMAKE_CTEST_COMMAND} --test-dir ${cross_dir} -R "^${test}$" --output-on-failure
                              --no-tests=error)

@@ -16,7 +16,7 @@ foreach (row IN LISTS HELIX_PAIRING_ROWS)
     list(APPEND HELIX_PAIRINGS ${pairing})
 endforeach ()
 # The table forms of apply_rotary (generators/rope_algorithm.h's TableForm), in the order of
-# TypedKernels' kernel pointers (runtime/kernels.h).
+# RotaryForms' kernel pointers (runtime/kernels.h): the kernel tables initialize them so.
 set(HELIX_TABLE_FORMS angles cos_sin inv_freq)
 # Combinations left out for a target family (the API then reports them as not built):
 # <target regex>|<pairing or *>|<element type or *>.
@@ -41,7 +41,7 @@ set(HELIX_BITS_STORAGE "-cuda|*|float16" "-cuda|*|bfloat16" "-opencl|*|float16" 
 # cpu::rotary_decode), and the runtime reads the limit from the kernel table.
 set(HELIX_DECODE_MAX_PAIRS 256)
 # A Halide target with one of these runs on a GPU.
-set(HELIX_GPU_FEATURES "-(cuda|opencl|metal|vulkan|d3d12compute|webgpu)")
+set(HELIX_GPU_TARGET_REGEX "-(cuda|opencl|metal|vulkan|d3d12compute|webgpu)")
 
 # helix_combination_listed(<out> <list> <pairing> <element type> <targets...>)
 # <out> = true when an entry <target regex>|<pairing or *>|<element type or *> of the
@@ -140,8 +140,10 @@ function(helix_add_kernel_set OUT)
     if (NOT ARG_ROTARY_SCHEDULE)
         set(ARG_ROTARY_SCHEDULE ${ARG_SCHEDULE})
     endif ()
-    if (ARG_DECODE AND ARG_TARGETS MATCHES "${HELIX_GPU_FEATURES}")
-        message(FATAL_ERROR "helix_add_kernel_set: DECODE is for CPU targets (${ARG_TARGETS})")
+    # The decode kernels are hand-scheduled CPU kernels without checks: never a GPU's or an
+    # autoscheduler's (which could allocate, and would then write through a failed malloc).
+    if (ARG_DECODE AND (ARG_TARGETS MATCHES "${HELIX_GPU_TARGET_REGEX}" OR ARG_AUTOSCHEDULER))
+        message(FATAL_ERROR "helix_add_kernel_set: DECODE is for hand-scheduled CPU sets (${ARG_TARGETS})")
     endif ()
     set(set ${ARG_SET})
     set(common TARGETS ${ARG_TARGETS} RUNTIME ${ARG_RUNTIME})
@@ -219,7 +221,7 @@ function(helix_add_kernel_set OUT)
 
     # The pass-through copies of partial rotary (CPU sets: a device uses its own copy).
     set(copies "nullptr, nullptr")
-    if (NOT ARG_TARGETS MATCHES "${HELIX_GPU_FEATURES}")
+    if (NOT ARG_TARGETS MATCHES "${HELIX_GPU_TARGET_REGEX}")
         set(copies "")
         foreach (bits IN ITEMS 16 32)
             kernel(helix_copy_features_${bits}_${set} GENERATOR copy_features PARAMS ${s} bits=${bits})

@@ -70,20 +70,22 @@ constexpr int kSmallOutputPairs = 64 * 64;
 
 inline int lanes(const Target &t) { return t.natural_vector_size<float>(); }
 
+// The loop over the vectors of a row that vectorize_row makes (jj's outer part).
+inline Var vector_loop() { return Var("jo"); }
+
 // The (jj, half) part of a row: full vectors along jj (a masked tail when H is not a
-// multiple of the vector width), both halves in one iteration. A pair Func (see
-// in_place_pairs) is computed per vector, before the two stores.
+// multiple of the vector width), both halves in one iteration.
 inline void vectorize_row(Halide::Stage f, const Vars &v, int width, TailStrategy tail = TailStrategy::GuardWithIf) {
-    Var jo{"jo"}, ji{"ji"};
-    f.split(v.jj, jo, ji, width, tail).vectorize(ji).unroll(v.half).reorder(ji, v.half, jo);
+    Var ji{"ji"};
+    f.split(v.jj, vector_loop(), ji, width, tail).vectorize(ji).unroll(v.half).reorder(ji, v.half, vector_loop());
 }
-inline void vectorize_row(Func f, const Vars &v, int width, Func pair) {
-    vectorize_row(f, v, width);
-    pair.compute_at(f, Var("jo")).vectorize(v.jj, width, TailStrategy::GuardWithIf);
+// A pair Func (see in_place_pairs) computed per vector of out's rows, before the two stores.
+inline void pair_per_vector(Func pair, Func out, const Vars &v, int width) {
+    pair.compute_at(out, vector_loop()).vectorize(v.jj, width, TailStrategy::GuardWithIf);
 }
 inline void vectorize_row(Func f, const Vars &v, const Target &t, Func pair = Func()) {
-    if (pair.defined()) vectorize_row(f, v, lanes(t), pair);
-    else vectorize_row(f, v, lanes(t));
+    vectorize_row(f, v, lanes(t));
+    if (pair.defined()) pair_per_vector(pair, f, v, lanes(t));
 }
 
 // out's loop nest, made by loops(stage, tail) (which calls vectorize_row with that tail),
@@ -94,7 +96,7 @@ template <typename Loops>
 void whole_vectors_or_tail(Func out, Func pair, const Vars &v, int width, Loops loops) {
     loops(out.specialize(out.output_buffer().dim(0).extent() % width == 0), TailStrategy::RoundUp);
     loops(Halide::Stage(out), TailStrategy::GuardWithIf);
-    pair.compute_at(out, Var("jo")).vectorize(v.jj, width, TailStrategy::GuardWithIf);
+    pair_per_vector(pair, out, v, width);
 }
 
 // The knobs of the apply_rotary CPU schedule that the benchmark sweep varies.
@@ -119,7 +121,8 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
     };
     if (k.schedule == RotarySchedule::HeadsOuter) {
         out.fuse(v.h, v.b, hb).parallel(hb);
-        vectorize_row(out, v, width, pair);
+        vectorize_row(out, v, width);
+        pair_per_vector(pair, out, v, width);
         coef.compute_at(out, v.n);
         vectorize_row(coef, v, width);
         with_trig(Halide::LoopLevel(out, v.n));
@@ -131,7 +134,8 @@ inline void rotary_stream(Func out, Func coef, Func trig, Func pair, const Vars 
         s.split(v.n, io, ii, k.rows_per_task, TailStrategy::GuardWithIf).reorder(v.jj, v.half, ii, v.h, v.b, io);
         vectorize_row(s, v, width, tail);
         // A small output (a decode step) is one serial loop nest: a task per head, and the two
-        // divisions that split a fused (h, b) index, cost more than a head's row.
+        // divisions that split a fused (h, b) index, cost more than a head's row. (The runtime
+        // gives such outputs to rotary_decode's kernel when it has one for their width.)
         s.specialize(rows * o.dim(3).extent() * o.dim(4).extent() * o.dim(0).extent() <= kSmallOutputPairs);
         s.fuse(v.h, v.b, hb);
         s.specialize(rows >= 8 * k.rows_per_task).parallel(io);
@@ -164,12 +168,11 @@ inline void rotary_decode(Func out, Func coef, Func trig, Func pair, const Vars 
         s.reorder(v.jj, v.half, v.h, v.n, v.b);
         vectorize_row(s, v, width, tail);
     });
-    for (Func f : {coef, trig}) {
-        if (!f.defined()) continue;
-        f.compute_at(out, v.n).bound_storage(v.jj, max_pairs);
-    }
+    coef.compute_at(out, v.n).bound_storage(v.jj, max_pairs);
     vectorize_row(coef, v, width);
-    if (trig.defined()) trig.vectorize(v.jj, width, TailStrategy::GuardWithIf);
+    if (trig.defined()) {
+        trig.compute_at(out, v.n).bound_storage(v.jj, max_pairs).vectorize(v.jj, width, TailStrategy::GuardWithIf);
+    }
 }
 
 // A pointwise output over (jj, half, n, h, b) rows: rotate_half. Tasks of 256 rows

@@ -33,6 +33,25 @@ void require_defined(const char *op, const char *name, const Tensor &t) {
     }
 }
 
+void require_int32_offsets(const char *op, std::initializer_list<Named> tensors) {
+    constexpr int64_t kMost = std::numeric_limits<int32_t>::max();
+    for (const Named &x : tensors) {
+        const Tensor &t = *x.tensor;
+        if (!t.defined() || t.numel() == 0) continue;
+        int64_t farthest = 0;
+        bool fits = t.numel() <= kMost;
+        for (int i = 0; i < t.rank(); i++) {
+            const int64_t stride = t.stride(i) < 0 ? -t.stride(i) : t.stride(i);
+            fits &= t.size(i) * stride <= kMost;
+            farthest += (t.size(i) - 1) * stride;
+        }
+        if (!fits || farthest > kMost) {
+            reject(op, x.name, "elements within 2^31 - 1 elements of its first (the kernels index in 32 bits)",
+                   "shape " + t.shape_string() + ", strides " + strides_string(t));
+        }
+    }
+}
+
 void require_rank(const char *op, const char *name, const Tensor &t, int lo, int hi) {
     require_defined(op, name, t);
     if (t.rank() < lo || t.rank() > hi) {

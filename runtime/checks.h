@@ -38,6 +38,10 @@ bool same_view(const Tensor &a, const Tensor &b);
 // output, and no output may overlap itself; an output that is exactly its in_place_of
 // input is fine (on the CPU). Decided on elements (runtime/overlap.h).
 void require_disjoint(const char *op, std::initializer_list<Named> outputs, std::initializer_list<Named> inputs);
+// Halide's kernels index in 32 bits: every (defined) tensor's elements must be reachable so,
+// each dimension's extent times its stride, the element count and the farthest element's
+// offset below 2^31 (Halide's own checks miss the last: its offsets would wrap).
+void require_int32_offsets(const char *op, std::initializer_list<Named> tensors);
 // Every (defined) tensor lives on the device of the first one.
 void require_same_device(const char *op, std::initializer_list<Named> tensors);
 // The value of a one-element float32 tensor, on whichever device it lives.

@@ -23,8 +23,8 @@ struct TableKernels {
                                  halide_buffer_t *scale);
 };
 
-// apply_rotary in each table form (generators/rope_algorithm.h's TableForm), nullptr where a
-// set lacks one: q_rows and k_rows are the (n, b) int32 positions of q's and k's rows; scale
+// apply_rotary in each table form (generators/rope_algorithm.h's TableForm; in the order of
+// cmake/HelixKernels.cmake's HELIX_TABLE_FORMS), nullptr where a set lacks one: q_rows and k_rows are the (n, b) int32 positions of q's and k's rows; scale
 // (jj, half, N) may broadcast; conjugate rotates by -angle (the backward pass); attention
 // multiplies cos and sin of both (RopeScaling's attention factor); accurate:
 // AngleMode::Accurate. rows_aligned: every row of the tensors starts 16-byte aligned (GPU
@@ -55,6 +55,7 @@ struct TypedKernels {
     // The kernels take the 16-bit float tensors as uint16 buffers of their bits (targets
     // whose Halide backend lacks the type: cmake/HelixKernels.cmake's HELIX_BITS_STORAGE).
     bool bits;
+    // rows_aligned as for RotaryForms.
     int (*rotate_half)(const void *, bool rows_aligned, halide_buffer_t *x, halide_buffer_t *out);
     RotaryForms apply_rotary;
     // The decode kernels (CPU sets built with DECODE; all nullptr elsewhere): one serial loop

@@ -79,22 +79,6 @@ private:
 // float32 in and out).
 constexpr int64_t kSerialOutputBytes = 64 * 1024;
 
-// Whether Halide's 32-bit offsets reach every element of b: each dimension's extent times
-// its stride, the element count and the farthest element's offset below 2^31. The kernels
-// check as much themselves (halide_error_buffer_allocation_too_large and kin); the decode
-// kernels, built without their checks, are given only buffers that pass here.
-bool int32_indexable(const halide_buffer_t *b) {
-    constexpr int64_t kMost = std::numeric_limits<int32_t>::max();
-    int64_t farthest = 0, elements = 1;
-    for (int i = 0; i < b->dimensions; i++) {
-        const int64_t extent = b->dim[i].extent, stride = std::abs(int64_t(b->dim[i].stride));
-        elements *= extent;
-        if (extent * stride > kMost || elements > kMost) return false;
-        farthest += std::max<int64_t>(extent - 1, 0) * stride;
-    }
-    return farthest <= kMost;
-}
-
 // f(address, bytes) for every run of contiguous rows of a rank 2 to 4 CPU tensor with
 // unit feature stride, in memory order of a contiguous tensor of its shape: the rows of
 // one head are one run when they are adjacent (a contiguous output), so the streaming
@@ -170,6 +154,7 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     }
     require_disjoint(op, {{"freqs", &freqs}, {"scale", &scale}}, {});
     require_same_device(op, {{"freqs", &freqs}, {"scale", &scale}});
+    require_int32_offsets(op, {{"freqs", &freqs}, {"scale", &scale}});
     const TableKernels *table = kernels.find(emb.pairing());
     if (!table) {
         reject(op, "pairing", "a pairing this build has table kernels for", to_string(emb.pairing()));
@@ -255,6 +240,7 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
     require_dtype(op, "out", out, x.dtype(), " (the dtype of x)");
     require_unit_feature_stride(op, "out", out);
     require_same_device(op, {{"x", &x}, {"out", &out}});
+    require_int32_offsets(op, {{"x", &x}, {"out", &out}});
     require_disjoint(op, {{"out", &out, &x}}, {{"x", &x}});
     if (x.numel() == 0) return;
     KernelView x_view(x, kTensorDims, pairing), out_view(out, kTensorDims, pairing);
@@ -398,15 +384,19 @@ struct RotaryKernel {
             halide_dimension_t(0, static_cast<int32_t>(rows), static_cast<int32_t>(row))};
         KernelView s_view(*scale_buffer, kTableDims, scale_shape);
 
-        // The decode kernels for a small output, when every buffer is one Halide's 32-bit
-        // offsets reach (the one check of theirs, left out, that the views above do not
-        // make true by construction: types, ranks, mins, strides and extents are).
+        // The decode kernels for a small output whose buffers all have current host memory
+        // (the checked kernels report the other cases). Their other checks, left out, hold by
+        // construction of the views above or were made by apply_rotary_pos_emb (32-bit
+        // offsets: require_int32_offsets).
         auto forms_for = [&](std::initializer_list<const halide_buffer_t *> table) -> const RotaryForms & {
             const halide_buffer_t *streams[] = {q_view.raw(), k_view.raw(), qo_view.raw(), ko_view.raw(),
                                                 q_rows, k_rows, s_view.raw()};
+            auto on_host = [](const halide_buffer_t *b) {
+                return b->host != nullptr && !(b->flags & halide_buffer_flag_device_dirty);
+            };
             const bool decode = small && typed.apply_rotary_decode.has(form) && width / 2 <= typed.decode_max_pairs &&
-                                std::all_of(std::begin(streams), std::end(streams), int32_indexable) &&
-                                std::all_of(table.begin(), table.end(), int32_indexable);
+                                std::all_of(std::begin(streams), std::end(streams), on_host) &&
+                                std::all_of(table.begin(), table.end(), on_host);
             return decode ? typed.apply_rotary_decode : typed.apply_rotary;
         };
         switch (form) {
@@ -715,6 +705,8 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
                                                                          : "inv_freq";
     require_same_device(op, {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s},
                              {"q_out", &q_out_arg}, {"k_out", &k_out_arg}});
+    require_int32_offsets(op, {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s},
+                               {"q_out", &q_out_arg}, {"k_out", &k_out_arg}});
     require_disjoint(op, {{"q_out", &q_out_arg, &q_arg}, {"k_out", &k_out_arg, &k_arg}},
                      {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s}});
 

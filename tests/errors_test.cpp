@@ -640,6 +640,30 @@ TEST(Errors, TableFormsOfTheWrongShape) {
                  {"positions", "[0, 2^31) (no table)", "ids[1] = 2147483648"});
 }
 
+// Views whose elements Halide's 32-bit offsets cannot reach: a dimension spanning 2^31
+// elements (two heads 2^30 apart), and one whose farthest element lies past 2^31 with every
+// dimension within it (Halide's own checks pass that one, and its offsets would wrap: the
+// kernel would read far outside q). An Error before any kernel runs, for every operation.
+TEST(Errors, ViewsPast32BitOffsets) {
+    std::vector<float> memory(8 * 128);  // never read: the strides reach far past it
+    const int64_t g = int64_t(1) << 30;
+    const Tensor wide = Tensor::wrap(memory.data(), {1, 2, 1, 128}, {g, g, 128, 1});
+    const Tensor far = Tensor::wrap(memory.data(), {2, 2, 2, 128}, {g - 1, g - 1, g / 2, 1});
+    const Tensor freqs = SinusoidalEmbeddings(128).forward(2).freqs;
+    for (const Tensor *q : {&wide, &far}) {
+        const Tensor q_out(q->shape());
+        const std::string given = "shape " + q->shape_string();
+        expect_error([&] { apply_rotary_pos_emb(*q, Tensor(), freqs, Scale(), q_out, Tensor()); },
+                     {"helix::apply_rotary_pos_emb: q: expected elements within 2^31 - 1 elements of its first",
+                      given.c_str()});
+        expect_error([&] { rotate_half(*q, q_out); }, {"helix::rotate_half: x: expected elements within 2^31 - 1",
+                                                        given.c_str()});
+    }
+    const Tensor table = Tensor::wrap(memory.data(), {2, 128}, {g * 2 - 1, 1});
+    expect_error([&] { SinusoidalEmbeddings(128).forward(2, table, Tensor({1})); },
+                 {"freqs: expected elements within 2^31 - 1 elements of its first", "strides (2147483647, 1)"});
+}
+
 // A kernel set built without a table form (bench/CMakeLists.txt's autoscheduled sets have
 // only the angles one) says so.
 TEST(Errors, TableFormTheSetLacks) {

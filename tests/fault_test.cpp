@@ -151,59 +151,66 @@ TEST_F(Faults, EachSingleAllocationFailureIsAnError) {
 
 // The decode kernels (small CPU outputs whose rotary part has at most the kernel table's
 // decode_max_pairs pairs) are built without Halide's argument checks, which is safe only
-// because they allocate nothing: with every allocation failing, a decode step still runs,
-// right, in each table form and storage type, at d = 128 and at the widest such d. One
-// pair wider, the general kernel takes it, and its allocation's failure is the error.
+// because they allocate nothing (tests/check_decode_objects.cmake checks their objects):
+// with every allocation failing, a decode step still runs, right, in each table form (the
+// no-table one in fp32 and accurate angles, with xPos too), pairing and storage type, at d
+// = 6 and 2 * max - 2 (a vector tail), 128 and 2 * max. One pair wider, the checked kernel
+// takes it, and its allocation's failure is the error.
 TEST_F(Faults, DecodeKernelsAllocateNothing) {
     const int64_t max_pairs = detail::tuned_kernels().typed.at(0).decode_max_pairs;
     ASSERT_GT(max_pairs, 0) << "the tuned set has no decode kernels";
     std::mt19937 rng(3);
-    for (const int64_t d : {int64_t(128), 2 * max_pairs, 2 * max_pairs + 2}) {
-        // Two table rows; the step's one row at position 1 (the table's last: Zeta's alignment).
-        const SinusoidalEmbeddings emb(d, std::nullopt, false, 10000.0);
-        const RotaryTables t = emb.forward(2);
-        const Tensor cos({2, d / 2}), sin({2, d / 2});
-        for (int64_t r = 0; r < 2; r++) {
-            for (int64_t j = 0; j < d / 2; j++) {
-                cos.at({r, j}) = static_cast<float>(std::cos(double(t.freqs.at({r, j}))));
-                sin.at({r, j}) = static_cast<float>(std::sin(double(t.freqs.at({r, j}))));
-            }
-        }
-        const Tensor inv_freq = emb.inv_freq();
-        RotaryOptions options;
-        options.positions = Positions::start(1);
-        for (DType dtype : kernel_element_types()) {
-            const Tensor q = random_tensor({1, 4, 1, d}, Layout::Contiguous, rng, dtype);
-            const Tensor k = random_tensor({1, 2, 1, d}, Layout::Contiguous, rng, dtype);
-            const Tensor q_out(q.shape(), dtype), k_out(k.shape(), dtype);
-            for (const RotaryTable &table : {RotaryTable::angles(t.freqs), RotaryTable::cos_sin(cos, sin),
-                                             RotaryTable::inv_freq(inv_freq)}) {
-                const std::string what = "d " + std::to_string(d) + " " + to_string(dtype) + " " + to_string(table.form());
-                fail_all_mallocs = true;
-                const std::string message = error_of([&] { apply_rotary_pos_emb(q, k, table, q_out, k_out, options); });
-                fail_all_mallocs = false;
-                if (d / 2 > max_pairs) {
-                    EXPECT_NE(message.find("Out of memory"), std::string::npos) << what << ": " << message;
-                    continue;
+    for (const int64_t d : {int64_t(6), int64_t(128), 2 * max_pairs - 2, 2 * max_pairs, 2 * max_pairs + 2}) {
+        for (Pairing pairing : {Pairing::HalfSplit, Pairing::Interleaved}) {
+            // Two table rows; the step's one row at position 1 (start(1)).
+            const SinusoidalEmbeddings emb(d, std::nullopt, false, 10000.0, pairing);
+            const SinusoidalEmbeddings accurate(d, std::nullopt, false, 10000.0, pairing, {}, AngleMode::Accurate);
+            const SinusoidalEmbeddings xpos(d, 64.0, true, 10000.0, pairing);
+            const RotaryTables t = emb.forward(2), tx = xpos.forward(2);
+            const Tensor cos({2, d / 2}), sin({2, d / 2});
+            for (int64_t r = 0; r < 2; r++) {
+                for (int64_t i = 0; i < d / 2; i++) {  // pair i's angle: feature i or 2i of the table
+                    const double angle = t.freqs.at({r, pairing == Pairing::HalfSplit ? i : 2 * i});
+                    cos.at({r, i}) = static_cast<float>(std::cos(angle));
+                    sin.at({r, i}) = static_cast<float>(std::sin(angle));
                 }
-                ASSERT_EQ(message, "") << what;
-                check_rotation(q, q_out, t.freqs, Scale(), false, 4e-6, "q' " + what);
-                check_rotation(k, k_out, t.freqs, Scale(), false, 4e-6, "k' " + what);
+            }
+            RotaryOptions options;
+            options.pairing = pairing;
+            options.positions = Positions::start(1);
+            struct Case {
+                RotaryTable table;
+                const RotaryTables &expected;
+            };
+            const Case cases[] = {{RotaryTable::angles(t.freqs), t},
+                                  {RotaryTable::cos_sin(cos, sin), t},
+                                  {RotaryTable::inv_freq(emb.inv_freq()), t},
+                                  {RotaryTable::inv_freq(accurate, 2), t},
+                                  {RotaryTable::inv_freq(xpos, 2), tx}};
+            for (DType dtype : kernel_element_types()) {
+                if (!detail::tuned_kernels().find(dtype, pairing)) continue;
+                const Tensor q = random_tensor({1, 4, 1, d}, Layout::Contiguous, rng, dtype);
+                const Tensor k = random_tensor({1, 2, 1, d}, Layout::Contiguous, rng, dtype);
+                const Tensor q_out(q.shape(), dtype), k_out(k.shape(), dtype);
+                for (const Case &c : cases) {
+                    const std::string what = "d " + std::to_string(d) + " " + to_string(pairing) + " " +
+                                             to_string(dtype) + " " + to_string(c.table.form());
+                    fail_all_mallocs = true;
+                    const std::string message =
+                        error_of([&] { apply_rotary_pos_emb(q, k, c.table, q_out, k_out, options); });
+                    fail_all_mallocs = false;
+                    if (d / 2 > max_pairs) {
+                        EXPECT_NE(message.find("Out of memory"), std::string::npos) << what << ": " << message;
+                        continue;
+                    }
+                    ASSERT_EQ(message, "") << what;
+                    const Scale scale = c.expected.scale.numel() > 1 ? Scale(c.expected.scale) : Scale();
+                    check_rotation(q, q_out, c.expected.freqs, scale, false, 4e-6, "q' " + what, options);
+                    check_rotation(k, k_out, c.expected.freqs, scale, true, 4e-6, "k' " + what, options);
+                }
             }
         }
     }
-}
-
-// A decode-sized step over a buffer that Halide's 32-bit offsets cannot reach (two heads
-// 2^30 elements apart: 2^31 in all) goes to the general kernel, whose checks make it an
-// Error: the decode kernels, without checks, would read far outside q's memory.
-TEST_F(Faults, DecodeKernelsTakeOnlyBuffersOf32BitOffsets) {
-    std::vector<float> memory(2 * 128);
-    const Tensor q = Tensor::wrap(memory.data(), {1, 2, 1, 128}, {int64_t(1) << 30, int64_t(1) << 30, 128, 1});
-    const Tensor freqs = SinusoidalEmbeddings(128).forward(1).freqs;
-    const std::string message = error_of([&] { apply_rotary_pos_emb(q, Tensor(), freqs, Scale(), q, Tensor()); });
-    EXPECT_NE(message.find("helix::apply_rotary_pos_emb: Halide runtime error"), std::string::npos) << message;
-    EXPECT_NE(message.find("exceeds the maximum"), std::string::npos) << message;
 }
 
 // A runtime error injected into the first parallel loop of each operation: an Error with
