@@ -33,25 +33,6 @@ void require_defined(const char *op, const char *name, const Tensor &t) {
     }
 }
 
-void require_int32_offsets(const char *op, std::initializer_list<Named> tensors) {
-    constexpr int64_t kMost = std::numeric_limits<int32_t>::max();
-    for (const Named &x : tensors) {
-        const Tensor &t = *x.tensor;
-        if (!t.defined() || t.numel() == 0) continue;
-        int64_t farthest = 0;
-        bool fits = t.numel() <= kMost;
-        for (int i = 0; i < t.rank(); i++) {
-            const int64_t stride = t.stride(i) < 0 ? -t.stride(i) : t.stride(i);
-            fits &= t.size(i) * stride <= kMost;
-            farthest += (t.size(i) - 1) * stride;
-        }
-        if (!fits || farthest > kMost) {
-            reject(op, x.name, "elements within 2^31 - 1 elements of its first (the kernels index in 32 bits)",
-                   "shape " + t.shape_string() + ", strides " + strides_string(t));
-        }
-    }
-}
-
 void require_rank(const char *op, const char *name, const Tensor &t, int lo, int hi) {
     require_defined(op, name, t);
     if (t.rank() < lo || t.rank() > hi) {
@@ -236,6 +217,22 @@ bool plainly_disjoint(std::initializer_list<Named> outputs, std::initializer_lis
 }
 
 }  // namespace
+
+void require_int32_offsets(const char *op, std::initializer_list<Named> tensors) {
+    constexpr int64_t kMost = std::numeric_limits<int32_t>::max();
+    for (const Named &x : tensors) {
+        const Tensor &t = *x.tensor;
+        const Span span = span_of(t);
+        if (span.empty) continue;
+        // The farthest element's offset: (hi - lo + 1) / element_size - 1 <= kMost.
+        bool fits = t.numel() <= kMost && span.hi - span.lo + 1 <= (static_cast<__int128>(kMost) + 1) * t.element_size();
+        for (int i = 0; i < t.rank(); i++) fits &= t.size(i) * (t.stride(i) < 0 ? -t.stride(i) : t.stride(i)) <= kMost;
+        if (!fits) {
+            reject(op, x.name, "elements within 2^31 - 1 elements of its first (the kernels index in 32 bits)",
+                   "shape " + t.shape_string() + ", strides " + strides_string(t));
+        }
+    }
+}
 
 // Outputs are written in parallel: none may share an element with an input or another
 // output, and no two elements of one output may overlap (a stride-0 dimension, for

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -152,9 +151,10 @@ void sinusoidal_window(const Kernels &kernels, const SinusoidalEmbeddings &emb, 
     } else if (scale.numel() != 1) {
         reject(op, "scale", "one element (no xPos: the scale is 1)", "shape " + scale.shape_string());
     }
-    require_disjoint(op, {{"freqs", &freqs}, {"scale", &scale}}, {});
-    require_same_device(op, {{"freqs", &freqs}, {"scale", &scale}});
-    require_int32_offsets(op, {{"freqs", &freqs}, {"scale", &scale}});
+    const std::initializer_list<Named> outputs{{"freqs", &freqs}, {"scale", &scale}};
+    require_disjoint(op, outputs, {});
+    require_same_device(op, outputs);
+    require_int32_offsets(op, outputs);
     const TableKernels *table = kernels.find(emb.pairing());
     if (!table) {
         reject(op, "pairing", "a pairing this build has table kernels for", to_string(emb.pairing()));
@@ -239,8 +239,9 @@ void rotate_half(const Kernels &kernels, const Tensor &x, const Tensor &out, Pai
     require_shape(op, "out", out, x.shape(), " (the shape of x)");
     require_dtype(op, "out", out, x.dtype(), " (the dtype of x)");
     require_unit_feature_stride(op, "out", out);
-    require_same_device(op, {{"x", &x}, {"out", &out}});
-    require_int32_offsets(op, {{"x", &x}, {"out", &out}});
+    const std::initializer_list<Named> tensors{{"x", &x}, {"out", &out}};
+    require_same_device(op, tensors);
+    require_int32_offsets(op, tensors);
     require_disjoint(op, {{"out", &out, &x}}, {{"x", &x}});
     if (x.numel() == 0) return;
     KernelView x_view(x, kTensorDims, pairing), out_view(out, kTensorDims, pairing);
@@ -703,10 +704,11 @@ void apply_rotary_pos_emb(const Kernels &kernels, const Tensor &q_arg, const Ten
     const char *first_name = table.form() == RotaryTable::Form::Angles   ? "freqs"
                              : table.form() == RotaryTable::Form::CosSin ? "cos"
                                                                          : "inv_freq";
-    require_same_device(op, {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s},
-                             {"q_out", &q_out_arg}, {"k_out", &k_out_arg}});
-    require_int32_offsets(op, {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s},
-                               {"q_out", &q_out_arg}, {"k_out", &k_out_arg}});
+    const std::initializer_list<Named> tensors{{"q", &q_arg},     {"k", &k_arg},         {first_name, &first},
+                                               {"sin", &second}, {"scale", &s},         {"q_out", &q_out_arg},
+                                               {"k_out", &k_out_arg}};
+    require_same_device(op, tensors);
+    require_int32_offsets(op, tensors);
     require_disjoint(op, {{"q_out", &q_out_arg, &q_arg}, {"k_out", &k_out_arg, &k_arg}},
                      {{"q", &q_arg}, {"k", &k_arg}, {first_name, &first}, {"sin", &second}, {"scale", &s}});
 
